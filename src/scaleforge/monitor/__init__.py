@@ -48,7 +48,41 @@ _EXPORTS: dict[str, str] = {
     "recommend": "scaleforge.monitor.recommend",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DEFAULT_RULES",
+    "REGISTRY",
+    "Alert",
+    "AlertManager",
+    "AlertRule",
+    "AnomalyDetector",
+    "BenchHistory",
+    "DetectionScore",
+    "EWMADetector",
+    "FigureComparison",
+    "MetricSource",
+    "MetricsCollector",
+    "MultiprocessSource",
+    "Recommendation",
+    "RegistrySource",
+    "RobustZScoreDetector",
+    "ScrapeSource",
+    "SystemSampler",
+    "TimeSeriesStore",
+    "WebhookNotifier",
+    "compare",
+    "counter",
+    "detect_anomalies",
+    "enable_multiprocess",
+    "evaluate_detection",
+    "gauge",
+    "generate_latest",
+    "histogram",
+    "histogram_quantile",
+    "profile",
+    "profile_call",
+    "profile_script",
+    "recommend",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -75,7 +109,14 @@ if TYPE_CHECKING:
         evaluate_detection,
     )
     from scaleforge.monitor.collector import MetricsCollector, histogram_quantile
-    from scaleforge.monitor.metrics import REGISTRY, counter, enable_multiprocess, gauge, generate_latest, histogram
+    from scaleforge.monitor.metrics import (
+        REGISTRY,
+        counter,
+        enable_multiprocess,
+        gauge,
+        generate_latest,
+        histogram,
+    )
     from scaleforge.monitor.profiling import profile, profile_call, profile_script
     from scaleforge.monitor.recommend import Recommendation, recommend
     from scaleforge.monitor.regression import BenchHistory, FigureComparison, compare

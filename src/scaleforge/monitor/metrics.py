@@ -21,6 +21,7 @@ This module imports no other scaleforge layer.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 import threading
@@ -29,10 +30,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import prometheus_client as prom
-from prometheus_client import values as _prom_values
-from prometheus_client.metrics_core import Metric
 from prometheus_client import mmap_dict as _mmap_dict
 from prometheus_client import multiprocess as _multiprocess
+from prometheus_client import values as _prom_values
+from prometheus_client.metrics_core import Metric
 
 from scaleforge.errors import InvalidParameterError
 
@@ -90,13 +91,22 @@ def _validate(name: str, labelnames: Sequence[str]) -> None:
             )
 
 
-def _get_or_create(kind: type[M], name: str, documentation: str, labelnames: Sequence[str], **kw: object) -> M:
+def _kind_name(cls: type) -> str:
+    for base in (prom.Counter, prom.Gauge, prom.Histogram):
+        if issubclass(cls, base):
+            return base.__name__
+    return cls.__name__
+
+
+def _get_or_create(
+    kind: type[M], name: str, documentation: str, labelnames: Sequence[str], **kw: object
+) -> M:
     existing = _metrics.get(name)
     if existing is not None:
         if not isinstance(existing, kind) or tuple(existing._labelnames) != tuple(labelnames):
             raise InvalidParameterError(
-                f"Metric {name!r} already exists as a {type(existing).__name__} with labels "
-                f"{tuple(existing._labelnames)}; asked for a {kind.__name__} with labels {tuple(labelnames)}. "
+                f"Metric {name!r} already exists as a {_kind_name(type(existing))} with labels "
+                f"{tuple(existing._labelnames)}; asked for a {_kind_name(kind)} with labels {tuple(labelnames)}. "
                 "Use another name or the same kind and labels."
             )
         return existing
@@ -107,11 +117,75 @@ def _get_or_create(kind: type[M], name: str, documentation: str, labelnames: Seq
             try:
                 existing = kind(name, documentation, labelnames=tuple(labelnames), registry=REGISTRY, **kw)  # type: ignore[arg-type]
             except ValueError as exc:  # e.g. a name clashing with another metric's _total/_bucket series
-                raise InvalidParameterError(f"Cannot create metric {name!r}: {exc}. Use another name.") from exc
+                raise InvalidParameterError(
+                    f"Cannot create metric {name!r}: {exc}. Use another name."
+                ) from exc
             _metrics[name] = existing
     if not isinstance(existing, kind):  # pragma: no cover - a concurrent creation of another kind
-        raise InvalidParameterError(f"Metric {name!r} was created concurrently as a {type(existing).__name__}.")
+        raise InvalidParameterError(
+            f"Metric {name!r} was created concurrently as a {type(existing).__name__}."
+        )
     return existing
+
+
+class _TickValue:
+    """Wraps a counter's in-process value and adds lock-free unit increments.
+
+    ``itertools.count.__next__`` runs in C under the GIL, so ``tick()`` is an
+    atomic +1 without a Python-level lock; other amounts go to the wrapped value.
+    """
+
+    _multiprocess = False
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._ticks = itertools.count()
+        self.tick = self._ticks.__next__
+        self._offset = 0
+
+    def _count(self) -> int:
+        return int(repr(self._ticks)[6:-1])  # "count(n)": read without advancing
+
+    def inc(self, amount: float) -> None:
+        self._inner.inc(amount)
+
+    def set(self, value: float, timestamp: float | None = None) -> None:
+        self._offset = self._count()  # Counter.reset(): forget the ticks so far
+        self._inner.set(value)
+
+    def get(self) -> float:
+        return float(self._inner.get()) + (self._count() - self._offset)
+
+    def set_exemplar(self, exemplar: object) -> None:
+        self._inner.set_exemplar(exemplar)
+
+    def get_exemplar(self) -> Any:
+        return self._inner.get_exemplar()
+
+
+class _FastCounter(prom.Counter):
+    """A ``prometheus_client.Counter`` whose ``inc()`` by 1 skips the lock (in-process mode only).
+
+    ``child.inc()`` is the hot path of every layer; this halves its cost
+    (benchmarks/bench_monitor.py). Multiprocess children keep the mmap value.
+    """
+
+    _tick: Any = None
+
+    def _metric_init(self) -> None:
+        super()._metric_init()
+        self._tick = None
+        if not getattr(self._value, "_multiprocess", False):
+            value = _TickValue(self._value)
+            self._value = value
+            self._tick = value.tick
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        tick = self._tick
+        if tick is not None and amount == 1 and exemplar is None:
+            tick()
+            return
+        super().inc(amount, exemplar)
 
 
 def counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> prom.Counter:
@@ -140,7 +214,7 @@ def counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> pr
     >>> c = counter("scaleforge_doc_example_total", "An example", ["tier"])
     >>> c.labels(tier="memory").inc()
     """
-    return _get_or_create(prom.Counter, name, documentation, labelnames)
+    return _get_or_create(_FastCounter, name, documentation, labelnames)
 
 
 def gauge(
@@ -194,7 +268,7 @@ def histogram(
     if buckets is None:
         return _get_or_create(prom.Histogram, name, documentation, labelnames)
     bounds = tuple(float(b) for b in buckets)
-    if not bounds or any(b2 <= b1 for b1, b2 in zip(bounds, bounds[1:], strict=False)):
+    if not bounds or any(b2 <= b1 for b1, b2 in itertools.pairwise(bounds)):
         raise InvalidParameterError(
             f"The 'buckets' parameter of histogram {name!r} must be a non-empty strictly increasing "
             f"sequence of upper bounds. Got {tuple(buckets)!r} instead."
@@ -283,9 +357,11 @@ def _mmap_value_class(directory: Path) -> type:
 def enable_multiprocess(directory: str | os.PathLike[str] | None = None) -> Path:
     """Record this process's metrics in a directory shared with other processes.
 
-    Call it at process start, before recording (metric children created
-    earlier keep their in-process values). Worker processes started afterwards
-    with ``fork`` inherit the mode; ``spawn`` workers call it themselves.
+    Call it at process start (a worker pool's initializer, a server worker's
+    startup): metrics and bound children made earlier through this module are
+    switched in place, and what they recorded before is dropped. Worker
+    processes forked afterwards inherit the mode; ``spawn`` workers call it
+    themselves.
 
     Parameters
     ----------
@@ -326,16 +402,37 @@ def enable_multiprocess(directory: str | os.PathLike[str] | None = None) -> Path
             _mp_state["previous"] = _prom_values.ValueClass
         _prom_values.ValueClass = _mmap_value_class(path)
         _mp_state["dir"] = path
+        _reinit_values()
     return path
 
 
+def _reinit_values() -> None:
+    """Give every metric made through this module a value of the current class, in place.
+
+    Callers keep references to metrics and bound children (``_X = counter(...).labels(...)``
+    at import), so their value objects are swapped rather than the objects themselves.
+    Values recorded before the switch are dropped.
+    """
+    for wrapper in list(_metrics.values()):
+        metric: Any = wrapper  # prometheus_client's private hooks are untyped
+        if metric._is_observable():
+            metric._metric_init()
+        else:
+            with metric._lock:
+                children = list(metric._metrics.values())
+            for child in children:
+                child._metric_init()
+
+
 def disable_multiprocess() -> None:
-    """Return to in-process values for metric children created from now on."""
+    """Return to in-process values (metrics are switched in place, starting from zero)."""
     with _lock:
-        if _mp_state["previous"] is not None:
-            _prom_values.ValueClass = _mp_state["previous"]
+        if _mp_state["previous"] is None:
+            return
+        _prom_values.ValueClass = _mp_state["previous"]
         _mp_state["dir"] = None
         _mp_state["previous"] = None
+        _reinit_values()
 
 
 def multiprocess_dir() -> Path | None:
