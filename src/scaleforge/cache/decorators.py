@@ -1,0 +1,921 @@
+"""``@cached``: memoize a function by the content of its arguments and its code.
+
+The key of a call combines
+
+* the function's identity digest (:func:`scaleforge.hashing.function_identity`:
+  its normalised source, the helpers and module constants it uses, ``version``),
+* one token per argument after binding with :func:`inspect.signature` and
+  applying defaults (so ``f(1)`` and ``f(1, steps=100)`` share a key), minus the
+  ``ignore``\\ d parameters. Short scalars (``int``, ``float``, ``bool``,
+  ``None``, ``complex``, ``str`` up to 64 characters) are tokenised literally
+  (``"int:100"``); everything else by :func:`scaleforge.hashing.hash_value`,
+
+and is built by :func:`scaleforge.hashing.make_key`.
+
+Methods
+-------
+On a method, ``self`` is an argument like any other: it is hashed by content
+with ``hash_value`` (dataclasses, pydantic models, registered types). An
+instance that cannot be hashed raises :class:`~scaleforge.errors.InvalidParameterError`
+suggesting ``ignore=["self"]`` (when the result does not depend on the
+instance) or ``register_hasher``. A ``cls`` argument (class methods) and any
+other class object is tokenised by its ``module.qualname``. ``@cached`` can be
+applied above or below ``@staticmethod`` / ``@classmethod``.
+
+Failures
+--------
+A cache failure never fails the computation: an exception from a tier's
+``get``/``set`` (a lost Redis, a full disk, an unpicklable result) becomes a
+miss or an unsaved result, logged and counted in ``cache_info()["errors"]`` and
+``scaleforge_cached_errors_total``. Errors of the user's function propagate
+and are not cached. Arguments that cannot be hashed raise
+``InvalidParameterError`` naming the argument: that is a programming error,
+not a cache failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from scaleforge.cache.base import MISSING, Tier, check_key, check_ttl
+from scaleforge.cache.explain import (
+    ArgumentPlan,
+    add_to_index,
+    argument_token,
+    build_manifest,
+    describe_miss,
+    index_key,
+    manifest_key,
+    read_index,
+    short_repr,
+    tier_stats,
+)
+from scaleforge.cache.singleflight import DEFAULT_EXPIRY_S, single_flight
+from scaleforge.errors import InvalidParameterError
+from scaleforge.settings import resolve
+
+if TYPE_CHECKING:
+    from scaleforge.hashing import FunctionIdentity
+
+__all__ = ["CachedFunction", "cached"]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_monotonic = time.monotonic
+_MEMO_TYPES = frozenset({int, float, bool, complex, type(None), str})
+_MEMO_MAX = 4096  # memoised keys of scalar-only calls per function
+_PENDING_MAX = 16_384  # manifests computed by key() awaiting store()
+_SYNC_INTERVAL_S = 1.0  # longest delay before hits reach Prometheus
+_REVALIDATE_S = 1.0  # how often a hit re-checks the function identity (helpers re-bound)
+
+
+# ---- process-wide default cache ---------------------------------------------------------
+_default_lock = threading.Lock()
+_default_cache: list[Tier] = []
+_instances: weakref.WeakSet[CachedFunction[Any, Any]] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    # The child must not share the parent's connections, and a lock held by another
+    # thread at fork time would never be released in the child: renew them all.
+    global _default_lock
+    _default_lock = threading.Lock()
+    _default_cache.clear()
+    for cf in list(_instances):
+        cf._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _get_default_cache() -> Tier:
+    if _default_cache:
+        return _default_cache[0]
+    with _default_lock:
+        if not _default_cache:
+            from scaleforge.cache.registry import default_cache
+
+            _default_cache.append(default_cache())
+        return _default_cache[0]
+
+
+def _null_tier() -> Tier:
+    from scaleforge.cache.null import NullTier
+
+    return NullTier()
+
+
+def _check_tier(value: object, where: str) -> Tier:
+    if not isinstance(value, Tier):
+        raise InvalidParameterError(
+            f"The 'cache' {where} must be a scaleforge Tier (MemoryTier, DiskTier, RedisTier, TieredCache, "
+            f"NullTier) or None for the default cache. Got {type(value).__name__} instead."
+        )
+    return value
+
+
+# ---- the cached function ----------------------------------------------------------------
+class CachedFunction(Generic[P, R]):
+    """A function memoized by the content of its arguments and its code.
+
+    Created by :func:`cached`; see there for the options. Calling it returns
+    the cached result when there is one, else computes it once (single
+    flight), stores it and returns it.
+
+    Attributes
+    ----------
+    __wrapped__ : callable
+        The undecorated function.
+
+    See Also
+    --------
+    cached : the decorator.
+    scaleforge.cache.singleflight : the locks behind single flight.
+    """
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        cache: Tier | None = None,
+        version: str | int | None = None,
+        ignore: Iterable[str] | None = None,
+        ttl_s: float | None = None,
+        mmap: bool = False,
+        lock_expiry_s: float = DEFAULT_EXPIRY_S,
+    ) -> None:
+        binding = "function"
+        raw: Any = func
+        if isinstance(raw, staticmethod):
+            raw, binding = raw.__func__, "static"
+        elif isinstance(raw, classmethod):
+            raw, binding = raw.__func__, "class"
+        if not inspect.isfunction(raw):
+            raise InvalidParameterError(
+                f"@cached decorates Python functions and methods. Got {type(raw).__name__} ({raw!r}) instead. "
+                "Wrap it in a function: @cached\ndef f(x): return obj(x)"
+            )
+        owner = f"{raw.__module__}.{raw.__qualname__}"
+        if cache is not None:
+            _check_tier(cache, f"parameter of @cached on {owner}")
+        if isinstance(version, bool) or not isinstance(version, (str, int, type(None))):
+            raise InvalidParameterError(
+                f"The 'version' parameter of @cached on {owner} must be a str, an int or None. "
+                f"Got {version!r} instead."
+            )
+        ttl = check_ttl(ttl_s, owner=f"@cached on {owner}")
+        if not isinstance(mmap, bool):
+            raise InvalidParameterError(
+                f"The 'mmap' parameter of @cached on {owner} must be True or False. Got {mmap!r} instead."
+            )
+        if (
+            isinstance(lock_expiry_s, bool)
+            or not isinstance(lock_expiry_s, (int, float))
+            or lock_expiry_s <= 0
+        ):
+            raise InvalidParameterError(
+                f"The 'lock_expiry_s' parameter of @cached on {owner} must be a number > 0. "
+                f"Got {lock_expiry_s!r} instead."
+            )
+        signature = inspect.signature(raw)
+        ignored = self._check_ignore(ignore, signature, owner)
+
+        functools.update_wrapper(self, raw)
+        self._func: Callable[..., R] = raw
+        self._binding = binding
+        self._owner = owner
+        self._cache_arg = cache
+        self._version = None if version is None else str(version)
+        self._ttl_s = ttl
+        self._mmap = mmap
+        self._lock_expiry_s = float(lock_expiry_s)
+        self._plan = ArgumentPlan(signature, ignored)
+        self._init_runtime()
+
+    # -- construction helpers -------------------------------------------------------------
+    @staticmethod
+    def _check_ignore(
+        ignore: Iterable[str] | None, signature: inspect.Signature, owner: str
+    ) -> frozenset[str]:
+        if ignore is None:
+            return frozenset()
+        if isinstance(ignore, (str, bytes)) or not isinstance(ignore, Iterable):
+            raise InvalidParameterError(
+                f"The 'ignore' parameter of @cached on {owner} must be a list of parameter names, "
+                f"e.g. ignore=['verbose']. Got {ignore!r} instead."
+            )
+        names = list(ignore)
+        real = list(signature.parameters)
+        bad = [n for n in names if not isinstance(n, str) or n not in signature.parameters]
+        if bad:
+            raise InvalidParameterError(
+                f"The 'ignore' parameter of @cached on {owner} names {', '.join(map(repr, bad))}, which "
+                f"{'is not a parameter' if len(bad) == 1 else 'are not parameters'} of the function. "
+                f"Its parameters are: {', '.join(map(repr, real)) or '(none)'}."
+            )
+        return frozenset(names)
+
+    def _init_runtime(self) -> None:
+        """(Re)create the per-process state: counters, memo, locks, resolved cache."""
+        self._code: Any = None
+        self._revalidate_at = 0.0
+        self._identity: FunctionIdentity | None = None
+        self._fn_digest = ""
+        self._memo: dict[Any, str] = {}
+        self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._lock = threading.Lock()  # index updates, pending manifests, identity
+        _instances.add(self)
+        self._hits = 0
+        self._misses = 0
+        self._errors = 0
+        self._computations = 0
+        self._index_key = index_key(self._owner)
+        from scaleforge.monitor.metrics import counter
+
+        calls = counter(
+            "scaleforge_cached_calls_total", "Calls of @cached functions by result", ["function", "result"]
+        )
+        self._m_hit = calls.labels(function=self._owner, result="hit")
+        self._m_miss = calls.labels(function=self._owner, result="miss")
+        self._hits_synced = 0
+        self._next_sync = 0.0
+        self._m_errors = counter(
+            "scaleforge_cached_errors_total",
+            "Cache failures inside @cached functions (the call still returned its result)",
+            ["function", "op"],
+        )
+
+    # -- pickling: never ship the resolved cache -----------------------------------------------
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        module: str = self._func.__module__
+        qualname: str = self._func.__qualname__
+        if module != "__main__" and "<locals>" not in qualname:
+            try:
+                import importlib
+
+                obj: Any = importlib.import_module(module)
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+            except Exception:
+                obj = None
+            if obj is self:
+                return qualname  # by reference: the worker imports the module
+        # By value (cloudpickle ships the function itself); the cache is re-resolved in the worker.
+        return (
+            _rebuild,
+            (
+                self._func,
+                self._binding,
+                {
+                    "version": self._version,
+                    "ignore": sorted(self._plan.ignore),
+                    "ttl_s": self._ttl_s,
+                    "mmap": self._mmap,
+                    "lock_expiry_s": self._lock_expiry_s,
+                },
+            ),
+        )
+
+    # -- descriptor protocol: methods, classmethods, staticmethods -----------------------------
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if self._binding == "static":
+            return self
+        if self._binding == "class":
+            return _BoundCachedFunction(self, owner if owner is not None else type(instance))
+        if instance is None:
+            return self
+        return _BoundCachedFunction(self, instance)
+
+    def __repr__(self) -> str:
+        return f"<CachedFunction {self._owner}>"
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def cache(self) -> Tier:
+        """The tier in use: ``cache=`` > ``config_context(cache=...)`` > the settings' default.
+
+        The default cache is built on first use and shared by every cached
+        function of the process (rebuilt in a forked child). With
+        ``config_context(cache_enabled=False)`` or ``Settings.cache.enabled``
+        false, a ``NullTier`` (nothing is cached).
+        """
+        return self._current_cache()
+
+    @property
+    def ttl_s(self) -> float | None:
+        """Expiry of stored entries in seconds (tiers that support TTLs), or None."""
+        return self._ttl_s
+
+    @property
+    def mmap(self) -> bool:
+        """Whether hits from the disk tier come back as read-only memory maps."""
+        return self._mmap
+
+    @property
+    def version(self) -> str | None:
+        """The explicit ``version=`` (as a str), or None."""
+        return self._version
+
+    @property
+    def identity(self) -> FunctionIdentity:
+        """The function's :class:`~scaleforge.hashing.FunctionIdentity` (recomputed if its code changed)."""
+        self._ensure_identity()
+        assert self._identity is not None  # set by _ensure_identity
+        return self._identity
+
+    # -- internals -------------------------------------------------------------------------
+    def _ensure_identity(self) -> None:
+        """Recompute the identity if the code changed, or re-validate it once a second.
+
+        ``function_identity`` notices re-bound helpers and constants but costs
+        ~20 us even when cached, too much for every hit; so a hit re-validates
+        at most every ``_REVALIDATE_S`` seconds, and a changed ``__code__`` at once.
+        """
+        code = self._func.__code__
+        if code is self._code and time.monotonic() < self._revalidate_at:
+            return
+        from scaleforge.hashing import function_identity
+
+        with self._lock:
+            if code is self._code and time.monotonic() < self._revalidate_at:
+                return
+            identity = function_identity(self._func, version=self._version)
+            if identity.digest != self._fn_digest:
+                self._memo = {}
+            self._identity = identity
+            self._fn_digest = identity.digest
+            self._code = code
+            self._revalidate_at = time.monotonic() + _REVALIDATE_S
+
+    def _current_cache(self) -> Tier:
+        if resolve("cache_enabled", default=True) is False:
+            return _null_tier()
+        if self._cache_arg is not None:
+            return self._cache_arg
+        context = resolve("cache")
+        if context is not None:
+            return _check_tier(context, "option of config_context")
+        return _get_default_cache()
+
+    def _key_of_values(self, values: tuple[Any, ...]) -> tuple[str, dict[str, str]]:
+        """Return the key and the per-argument tokens (reused by the manifest: hash once)."""
+        names = self._plan.names
+        tokens = {names[i]: argument_token(values[i], names[i], self._owner) for i in self._plan.keep}
+        parts = {"function": self._fn_digest, "version": self._version or ""}
+        for name, token in tokens.items():
+            parts["arg:" + name] = token
+        return _make_key(parts), tokens
+
+    def _key(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> tuple[str, dict[str, str] | None]:
+        """Return the key of a call and its tokens (None when the key came from the memo)."""
+        self._ensure_identity()
+        values = self._plan.values(args, kwargs, self._owner)
+        types = tuple(map(type, values))
+        if not all(map(_MEMO_TYPES.__contains__, types)):
+            return self._key_of_values(values)
+        # Scalar-only call: memoise the key, by the positional arguments as given (what
+        # __call__ looks up) or by the bound values for keyword calls. Types are part of
+        # the memo key because 1 == 1.0 == True would otherwise share an entry.
+        memo_key: tuple[Any, ...] = (args, tuple(map(type, args))) if not kwargs else (values, types, None)
+        key = self._memo.get(memo_key)
+        if key is not None:
+            return key, None
+        key, tokens = self._key_of_values(values)
+        if len(self._memo) >= _MEMO_MAX:
+            self._memo = {}
+        self._memo[memo_key] = key
+        return key, tokens
+
+    def _manifest(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any], tokens: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        self._ensure_identity()
+        identity = self._identity
+        assert identity is not None  # set by _ensure_identity
+        values = self._plan.values(args, kwargs, self._owner)
+        names = self._plan.names
+        described: dict[str, tuple[str, str]] = {}
+        for i in self._plan.keep:
+            name = names[i]
+            token = tokens[name] if tokens is not None else argument_token(values[i], name, self._owner)
+            described[name] = (token, short_repr(values[i], token))
+        return build_manifest(
+            function=self._owner,
+            digest=identity.digest,
+            source_digest=identity.source_digest,
+            dependencies=identity.dependencies,
+            version=self._version,
+            args=described,
+            created=time.time(),
+        )
+
+    def _sync_hits(self) -> None:
+        """Push hits counted since the last push to Prometheus.
+
+        The hit hot path only bumps an int (a Prometheus ``inc`` takes a lock
+        and costs about as much as the rest of a hit); pushes happen on the
+        next miss, in :meth:`cache_info`, and at most once a second from hits.
+        """
+        self._next_sync = time.monotonic() + _SYNC_INTERVAL_S
+        delta = self._hits - self._hits_synced
+        if delta > 0:
+            self._hits_synced += delta
+            self._m_hit.inc(delta)
+
+    def _error(self, op: str, exc: BaseException) -> None:
+        self._errors += 1
+        logger.warning(
+            "cache %s failed for %s (the call goes on without the cache): %r", op, self._owner, exc
+        )
+        try:
+            self._m_errors.labels(function=self._owner, op=op).inc()
+        except Exception:  # metrics are best effort
+            logger.debug("could not record a cache error metric", exc_info=True)
+
+    def _get(self, cache: Tier, key: str) -> Any:
+        try:
+            return cache.get(key, MISSING, mmap=self._mmap)
+        except Exception as exc:
+            self._error("get", exc)
+            return MISSING
+
+    def _store(self, cache: Tier, key: str, value: Any, manifest: dict[str, Any] | None) -> bool:
+        try:
+            stored = bool(cache.set(key, value, ttl_s=self._ttl_s))
+        except Exception as exc:
+            self._error("set", exc)
+            return False
+        if not stored:
+            return False
+        try:
+            if manifest is not None:
+                cache.set(manifest_key(key), manifest, ttl_s=self._ttl_s)
+            with self._lock:  # index updates are read-modify-write
+                add_to_index(cache, self._index_key, key)
+        except Exception as exc:
+            self._error("manifest", exc)
+        return True
+
+    def _index(self, cache: Tier) -> list[str]:
+        try:
+            return read_index(cache, self._index_key)
+        except Exception as exc:
+            self._error("index", exc)
+            return []
+
+    def _compute_and_store(
+        self,
+        cache: Tier,
+        key: str,
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        *,
+        recheck: bool,
+        tokens: Mapping[str, str] | None = None,
+    ) -> R:
+        if _is_null(cache):
+            self._computations += 1
+            return self._func(*args, **kwargs)
+        with single_flight(cache, key, expiry_s=self._lock_expiry_s):
+            # Whether we hold the lock or gave up waiting, look again: the holder may have stored it.
+            if recheck:
+                value = self._get(cache, key)
+                if value is not MISSING:
+                    return value  # type: ignore[no-any-return]
+            self._computations += 1
+            result = self._func(*args, **kwargs)
+            manifest = None
+            try:
+                manifest = self._manifest(args, kwargs, tokens)
+            except Exception as exc:
+                self._error("manifest", exc)
+            self._store(cache, key, result, manifest)
+            return result
+
+    # -- calling ---------------------------------------------------------------------------
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Return the cached result for these arguments, computing and storing it on a miss."""
+        key = None
+        tokens = None
+        now = _monotonic()
+        if not kwargs and self._func.__code__ is self._code and now < self._revalidate_at:
+            # Hot path (profiled for benchmarks/bench_cache.py hit_scalar_us): a positional
+            # call with scalar arguments seen before finds its key in the memo.
+            try:  # noqa: SIM105 - contextlib.suppress costs ~0.3 us on this path
+                key = self._memo.get((args, tuple(map(type, args))))
+            except TypeError:  # an unhashable argument (an array): compute the key
+                pass
+        if key is None:
+            key, tokens = self._key(args, kwargs)
+        cache = self._current_cache()
+        try:
+            value = cache.get(key, MISSING, mmap=self._mmap)
+        except Exception as exc:
+            self._error("get", exc)
+            value = MISSING
+        if value is not MISSING:
+            self._hits += 1
+            if now >= self._next_sync:
+                self._sync_hits()
+            return value  # type: ignore[no-any-return]
+        self._misses += 1
+        self._m_miss.inc()
+        self._sync_hits()
+        return self._compute_and_store(cache, key, args, kwargs, recheck=True, tokens=tokens)
+
+    def call_uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function without reading or writing the cache.
+
+        This is what the compute layer's workers call: the parent process
+        looks up keys in bulk (:meth:`get_many`) and stores results (:meth:`store`).
+        """
+        return self._func(*args, **kwargs)
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Return the cache key of a call, without calling.
+
+        Arguments are bound to the signature with defaults applied; ignored
+        parameters are left out.
+
+        Returns
+        -------
+        str
+
+        Raises
+        ------
+        InvalidParameterError
+            If the arguments do not fit the signature, or one cannot be hashed.
+        """
+        key, tokens = self._key(args, kwargs)
+        try:
+            manifest = self._manifest(args, kwargs, tokens)
+        except Exception:  # the key is what was asked for; explain data is optional
+            logger.debug("could not build the manifest of %s", self._owner, exc_info=True)
+        else:
+            # Remember the manifest so store(key, value) can record it for explain().
+            with self._lock:
+                self._pending[key] = manifest
+                self._pending.move_to_end(key)
+                while len(self._pending) > _PENDING_MAX:
+                    self._pending.popitem(last=False)
+        return key
+
+    def lookup(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Return the cached result of a call, without computing.
+
+        Raises
+        ------
+        KeyError
+            If no result is cached for these arguments.
+        """
+        key, _ = self._key(args, kwargs)
+        value = self._get(self._current_cache(), key)
+        if value is MISSING:
+            raise KeyError(f"no cached result of {self._owner} for these arguments (key {key!r})")
+        return value  # type: ignore[no-any-return]
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Recompute a call and overwrite its cached result; return the new result."""
+        key, tokens = self._key(args, kwargs)
+        cache = self._current_cache()
+        self._misses += 1
+        self._m_miss.inc()
+        return self._compute_and_store(cache, key, args, kwargs, recheck=False, tokens=tokens)
+
+    def store(self, key: str, value: Any) -> bool:
+        """Store ``value`` under ``key`` (from :meth:`key`); return True if stored.
+
+        Used by the compute layer to save results computed by workers. The
+        manifest :meth:`key` computed for that key (for :meth:`explain`) is
+        stored with it, and the key joins the function's index (:meth:`clear`).
+
+        Parameters
+        ----------
+        key : str
+            A key returned by :meth:`key`.
+        value : object
+            The result of ``call_uncached`` for that key.
+
+        Returns
+        -------
+        bool
+            False if the cache rejected or failed the write (counted, never raised).
+
+        Raises
+        ------
+        InvalidParameterError
+            If ``key`` is not a non-empty str.
+        """
+        check_key(key, owner=self._owner)
+        with self._lock:
+            manifest = self._pending.pop(key, None)
+        return self._store(self._current_cache(), key, value, manifest)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
+        """Return ``{key: value}`` for the keys that are cached (misses are absent).
+
+        One batched lookup (one ``MGET`` on Redis). Counts one hit per key found
+        and one miss per key absent; a failing cache returns ``{}``.
+
+        Parameters
+        ----------
+        keys : iterable of str
+            Keys returned by :meth:`key`.
+
+        Returns
+        -------
+        dict
+        """
+        wanted = [check_key(k, owner=self._owner) for k in keys]
+        if not wanted:
+            return {}
+        try:
+            found = self._current_cache().get_many(wanted, mmap=self._mmap)
+        except Exception as exc:
+            self._error("get_many", exc)
+            found = {}
+        if found and self._pending:
+            with self._lock:  # hits will not be stored: drop the manifests key() kept for them
+                for key in found:
+                    self._pending.pop(key, None)
+        self._hits += len(found)
+        self._misses += len(wanted) - len(found)
+        self._m_miss.inc(len(wanted) - len(found))
+        self._sync_hits()
+        return dict(found)
+
+    def lock(
+        self, key: str, *, blocking: bool = True, timeout_s: float | None = None
+    ) -> AbstractContextManager[bool]:
+        """Single-flight lock of ``key``: a context manager yielding True if acquired.
+
+        Across threads always; across processes and machines when the cache
+        has a shared tier with a lock (Redis), whose expiry is ``lock_expiry_s``.
+        It yields False when the wait timed out or the shared tier could not
+        take the lock (``RedisTier`` reports a down Redis that way): look the
+        key up again, then compute anyway.
+
+        Parameters
+        ----------
+        key : str
+            A key returned by :meth:`key`.
+        blocking : bool, default=True
+            Wait for the lock; when False, yield False at once if it is held.
+        timeout_s : float or None, default=None
+            Longest wait; None waits until the holder finishes or its lock expires.
+
+        Returns
+        -------
+        contextlib.AbstractContextManager of bool
+
+        Examples
+        --------
+        >>> from scaleforge.cache.memory import MemoryTier
+        >>> f = cached(cache=MemoryTier(max_bytes="1MB"))(lambda x: x + 1)
+        >>> with f.lock(f.key(1)) as acquired:
+        ...     acquired
+        True
+        """
+        check_key(key, owner=self._owner)
+        return single_flight(
+            self._current_cache(), key, blocking=blocking, timeout_s=timeout_s, expiry_s=self._lock_expiry_s
+        )
+
+    def clear(self) -> int:
+        """Remove this function's entries; return how many were removed.
+
+        Reaches the entries recorded in the function's index (the last 1024
+        keys stored through this function by any process sharing the cache;
+        concurrent writers in several processes may drop a few index
+        updates). Entries it cannot reach expire or are evicted as usual; use
+        ``scaleforge cache clear`` to empty whole tiers.
+        """
+        cache = self._current_cache()
+        removed = 0
+        for key in self._index(cache):
+            try:
+                removed += bool(cache.delete(key))
+                cache.delete(manifest_key(key))
+            except Exception as exc:
+                self._error("delete", exc)
+        try:
+            cache.delete(self._index_key)
+        except Exception as exc:
+            self._error("delete", exc)
+        with self._lock:
+            self._pending.clear()
+        return removed
+
+    def cache_info(self) -> dict[str, Any]:
+        """Return counters like ``functools.lru_cache().cache_info()``, plus the tiers.
+
+        Returns
+        -------
+        dict
+            ``hits``, ``misses``, ``computations`` (calls of the function),
+            ``errors`` (cache failures absorbed) of this function in this
+            process; ``entries`` (keys in its index); ``tiers``: ``{name:
+            TierStats.as_dict()}`` of the cache in use (tier-wide counters,
+            shared by every function using that tier).
+        """
+        cache = self._current_cache()
+        self._sync_hits()
+        return {
+            "function": self._owner,
+            "hits": self._hits,
+            "misses": self._misses,
+            "computations": self._computations,
+            "errors": self._errors,
+            "entries": len(self._index(cache)),
+            "tiers": tier_stats(cache),
+        }
+
+    def explain(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Say whether a call would hit and, for a miss, which part of the key differs.
+
+        Compares with the nearest earlier entry of this function (the one with
+        the fewest differing parts): an argument, the function's code, a
+        helper's code, or the ``version``.
+
+        Returns
+        -------
+        str
+            ``"hit"``, or e.g. ``"miss: argument 'steps' differs (100 -> 200)"``,
+            ``"miss: code of helper 'mymod.grad' changed"``,
+            ``"miss: version changed ('1' -> '2')"``.
+        """
+        key, tokens = self._key(args, kwargs)
+        cache = self._current_cache()
+        if self._get(cache, key) is not MISSING:
+            return "hit"
+        current = self._manifest(args, kwargs, tokens)
+        keys = [k for k in self._index(cache) if k != key]
+        try:
+            found = cache.get_many([manifest_key(k) for k in keys]) if keys else {}
+        except Exception as exc:
+            self._error("get_many", exc)
+            found = {}
+        return describe_miss(current, found.values())
+
+
+class _BoundCachedFunction:
+    """A :class:`CachedFunction` bound to an instance (or a class): passes it as first argument."""
+
+    __slots__ = ("__self__", "__wrapped__", "_cf")
+
+    def __init__(self, cf: CachedFunction[..., Any], obj: object) -> None:
+        self._cf = cf
+        self.__self__ = obj
+        self.__wrapped__ = cf.__wrapped__  # type: ignore[attr-defined]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._cf(self.__self__, *args, **kwargs)
+
+    def call_uncached(self, *args: Any, **kwargs: Any) -> Any:
+        return self._cf.call_uncached(self.__self__, *args, **kwargs)
+
+    def key(self, *args: Any, **kwargs: Any) -> str:
+        return self._cf.key(self.__self__, *args, **kwargs)
+
+    def lookup(self, *args: Any, **kwargs: Any) -> Any:
+        return self._cf.lookup(self.__self__, *args, **kwargs)
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        return self._cf.refresh(self.__self__, *args, **kwargs)
+
+    def explain(self, *args: Any, **kwargs: Any) -> str:
+        return self._cf.explain(self.__self__, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cf, name)
+
+    def __repr__(self) -> str:
+        return f"<bound {self._cf!r} of {self.__self__!r}>"
+
+
+def _rebuild(func: Callable[..., Any], binding: str, options: dict[str, Any]) -> CachedFunction[..., Any]:
+    raw: Any = func
+    if binding == "static":
+        raw = staticmethod(func)
+    elif binding == "class":
+        raw = classmethod(func)
+    return CachedFunction(raw, **options)
+
+
+def _make_key(parts: Mapping[str, str]) -> str:
+    from scaleforge.hashing import make_key
+
+    return make_key(parts)
+
+
+def _is_null(cache: Tier) -> bool:
+    from scaleforge.cache.null import NullTier
+
+    return isinstance(cache, NullTier)
+
+
+# ---- the decorator ----------------------------------------------------------------------
+@overload
+def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
+@overload
+def cached(
+    func: None = None,
+    /,
+    *,
+    cache: Tier | None = None,
+    version: str | int | None = None,
+    ignore: Iterable[str] | None = None,
+    ttl_s: float | None = None,
+    mmap: bool = False,
+    lock_expiry_s: float = DEFAULT_EXPIRY_S,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]: ...
+
+
+def cached(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    cache: Tier | None = None,
+    version: str | int | None = None,
+    ignore: Iterable[str] | None = None,
+    ttl_s: float | None = None,
+    mmap: bool = False,
+    lock_expiry_s: float = DEFAULT_EXPIRY_S,
+) -> CachedFunction[P, R] | Callable[[Callable[P, R]], CachedFunction[P, R]]:
+    """Memoize a function by the content of its arguments and its code.
+
+    Usable bare (``@cached``) or with options (``@cached(version="2")``).
+
+    Parameters
+    ----------
+    func : callable, optional
+        The function (or method, staticmethod, classmethod) to memoize.
+    cache : Tier or None, default=None
+        Where results go. None: ``config_context(cache=...)`` if set, else the
+        default tiers from settings (memory + disk; + Redis under the
+        ``distributed`` profile), resolved on first call.
+    version : str or int or None, default=None
+        Part of the key: bump it to invalidate every entry by hand.
+    ignore : list of str or None, default=None
+        Parameters left out of the key (``verbose``, ``n_jobs``, ``self``).
+    ttl_s : float or None, default=None
+        Expiry of stored entries, in seconds, where the tier supports it.
+    mmap : bool, default=False
+        Return array results found on disk as read-only memory maps.
+    lock_expiry_s : float, default=60.0
+        Expiry of the cross-process single-flight lock (Redis): the longest a
+        dead holder blocks the others. Set it above the usual run time.
+
+    Returns
+    -------
+    CachedFunction
+        Or a decorator returning one, when called with options only.
+
+    Raises
+    ------
+    InvalidParameterError
+        At decoration time, for an unknown name in ``ignore`` (the message
+        lists the real parameters), a bad ``ttl_s``/``version``/``cache``.
+
+    Examples
+    --------
+    >>> import scaleforge as sf
+    >>> @sf.cached(cache=sf.MemoryTier(max_bytes="1MB"))
+    ... def square(x, steps=1):
+    ...     return x * x
+    >>> square(3)
+    9
+    >>> square.explain(3, steps=1)
+    'hit'
+    """
+    options: dict[str, Any] = {
+        "cache": cache,
+        "version": version,
+        "ignore": ignore,
+        "ttl_s": ttl_s,
+        "mmap": mmap,
+        "lock_expiry_s": lock_expiry_s,
+    }
+    if func is None:
+
+        def decorate(f: Callable[P, R]) -> CachedFunction[P, R]:
+            return CachedFunction(f, **options)
+
+        return decorate
+    return CachedFunction(func, **options)

@@ -1,0 +1,740 @@
+"""``DiskTier``: a local-disk cache tier shared safely by several processes.
+
+Storage layout under ``path``::
+
+    index.sqlite3        SQLite (WAL mode) index: key, size, last access, expiry,
+                         and the entry itself for entries under 64 KiB
+    data/ab/cdef....sfc  one file per larger entry, named by the key's xxh3-128
+
+Every entry is a signed :class:`~scaleforge.codec.FrameCodec` frame. Writers
+write a unique temporary file in the target directory and ``os.replace`` it,
+then record it in the index inside a ``BEGIN IMMEDIATE`` transaction that also
+evicts least-recently-used entries until the byte budget holds. Readers
+therefore see either a complete old or a complete new entry; anything else
+(a torn file after a power loss, a tampered file) fails its length or MAC
+check and is a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import mmap as _mmap
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from scaleforge._validation import check_choice, parse_bytes
+from scaleforge.cache._counters import TierCounters
+from scaleforge.cache.base import MISSING, Tier, TierStats, check_key, check_ttl
+from scaleforge.codec import MAC_BYTES, FrameCodec, Signer, load_key
+from scaleforge.codec.base import EncodedValue
+from scaleforge.errors import (
+    CacheError,
+    ConfigError,
+    IntegrityError,
+    InvalidParameterError,
+    SerializationError,
+)
+
+__all__ = ["DiskTier"]
+
+logger = logging.getLogger(__name__)
+
+#: Entries smaller than this live inside the SQLite index instead of a file.
+SMALL_ENTRY_BYTES = 64 * 1024
+_BUSY_TIMEOUT_S = 60.0
+# Access times of hits are buffered and written with the next set, or when
+# this many are pending, or when the oldest is this old (keeps get read-only).
+_ATIME_MAX_PENDING = 10_000
+_ATIME_MAX_AGE_S = 30.0
+_EVICT_BATCH = 64
+_READ_CHUNK = 1 << 20
+_IN_CHUNK = 500  # SQLite host parameters per IN (...) query
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    atime REAL NOT NULL,
+    expires REAL,
+    blob BLOB,
+    fname TEXT
+);
+CREATE INDEX IF NOT EXISTS entries_atime ON entries(atime);
+CREATE TABLE IF NOT EXISTS totals (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    bytes INTEGER NOT NULL,
+    entries INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals VALUES (0, 0, 0);
+CREATE TRIGGER IF NOT EXISTS entries_ins AFTER INSERT ON entries BEGIN
+    UPDATE totals SET bytes = bytes + NEW.size, entries = entries + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS entries_del AFTER DELETE ON entries BEGIN
+    UPDATE totals SET bytes = bytes - OLD.size, entries = entries - 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS entries_upd AFTER UPDATE OF size ON entries BEGIN
+    UPDATE totals SET bytes = bytes - OLD.size + NEW.size WHERE id = 0;
+END;
+"""
+# Bumped in a forked child, so connections opened before the fork are not reused
+# (cheaper than os.getpid(), a system call, on every get).
+_fork_generation = [0]
+
+
+def _after_fork_in_child() -> None:
+    _fork_generation[0] += 1
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_SELECT_ONE = "SELECT blob, fname, expires FROM entries WHERE key = ?"
+_UPSERT = (
+    "INSERT INTO entries (key, size, atime, expires, blob, fname) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(key) DO UPDATE SET size = excluded.size, atime = excluded.atime, "
+    "expires = excluded.expires, blob = excluded.blob, fname = excluded.fname"
+)
+
+
+def _write_all(fd: int, buffers: Sequence[bytes | memoryview]) -> None:
+    """Write every buffer in order with ``os.writev``, resuming after short writes."""
+    views = [memoryview(b) for b in buffers if len(b)]
+    while views:
+        written = os.writev(fd, views[:512])
+        while written and views:
+            first = views[0]
+            if written >= first.nbytes:
+                written -= first.nbytes
+                views.pop(0)
+            else:
+                views[0] = first[written:]
+                written = 0
+
+
+def _read_file(path: Path, hasher: Any) -> tuple[memoryview, bytes | None]:
+    """Read a whole entry file; MAC its bytes (all but the trailer) chunk by chunk as they arrive.
+
+    The buffer is ``numpy.empty`` (no zero-filling of pages a read overwrites
+    anyway) and writable, so arrays decoded from it are writable without a copy.
+    Hashing each 1 MiB chunk right after reading it, while it is in the CPU
+    cache, measured ~25 % faster than reading 100 MB and then hashing it.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        view = memoryview(np.empty(size, dtype=np.uint8)).cast("B")  # type: ignore[arg-type]
+        body_end = max(0, size - MAC_BYTES)
+        pos = 0
+        while pos < size:
+            n = os.readv(fd, [view[pos : pos + _READ_CHUNK]])
+            if n == 0:
+                break
+            if hasher is not None and pos < body_end:
+                hasher.update(view[pos : min(pos + n, body_end)])
+            pos += n
+    finally:
+        os.close(fd)
+    if pos != size:
+        return view[:pos], None
+    return view, None if hasher is None else hasher.digest()
+
+
+class DiskTier(Tier):
+    """A cache tier on local disk: LRU under a byte budget, safe across processes.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Directory of the cache (created if missing). Several processes may
+        open the same directory at once.
+    max_bytes : int or str, default=10_000_000_000
+        Byte budget of all entries (encoded sizes). Larger single values are
+        rejected (``set`` returns False, counted in ``errors``).
+    fsync : bool, default=False
+        ``fsync`` each entry file before publishing it, and run SQLite with
+        ``synchronous=FULL``. Without it a power loss may tear recent entries;
+        torn entries fail their MAC and are misses.
+    compression : {"none", "lz4", "zstd", "auto"}, default="auto"
+        Payload compression. Compressed arrays cannot be memory-mapped.
+    key : bytes, optional
+        32-byte signing key. Default: :func:`scaleforge.codec.load_key` from
+        the settings (the key file must lie outside ``path``).
+    mac_algorithm : {"blake3", "hmac-sha256"}, default="blake3"
+        The keyed MAC of every entry.
+    name : str, default="disk"
+        Name in stats and metrics.
+
+    Raises
+    ------
+    InvalidParameterError
+        For a bad argument.
+    CacheError
+        If the directory or index cannot be created.
+    ConfigError
+        If the settings' key file lies inside ``path``.
+
+    Notes
+    -----
+    * **Atomicity**: entries >= 64 KiB are written to a unique temporary file
+      in their final directory (with ``os.writev`` of the encoded buffers, no
+      concatenation) and published with ``os.replace``; smaller entries are
+      stored in the index. A process killed mid-write leaves at most a
+      temporary file (see :meth:`sweep_temp_files`), never a partial entry.
+    * **LRU across processes**: hits buffer their access time in the process
+      and write it with the process's next ``set`` (or every 10,000 hits / 30 s),
+      so ``get`` never takes the write lock. Eviction runs in the writer's
+      transaction and removes least-recently-used entries until the total is
+      under ``max_bytes``. While a large file is written and before it is
+      indexed, the directory may exceed the budget by the entries in flight
+      (at most one per concurrent writer).
+    * **Memory maps**: ``get(key, mmap=True)`` returns an uncompressed array
+      stored in a file as a read-only ``numpy`` array over an ``mmap`` of that
+      file, without a copy. Its MAC is **not** checked (that would read the
+      whole file, defeating the lazy map); since raw arrays are never
+      unpickled, the worst a tampered file can do is change numbers. The
+      header is still checked (dtype without objects, shape consistent with
+      the file size). Everything else is verified before it is decoded.
+    * A key whose file was removed by another process is a miss.
+    * Pickling a ``DiskTier`` (to ship it to worker processes) includes its
+      signing key; do not persist such pickles.
+    * Counters in :meth:`stats` are this object's; ``bytes`` and ``entries``
+      are the directory's, shared by every process.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> tier = DiskTier(tempfile.mkdtemp(), max_bytes="1GB", key=bytes(32))
+    >>> tier.set("a", np.arange(3))
+    True
+    >>> tier.get("a")
+    array([0, 1, 2])
+    """
+
+    name = "disk"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int | str = 10 * 10**9,
+        fsync: bool = False,
+        compression: str = "auto",
+        key: bytes | None = None,
+        mac_algorithm: str = "blake3",
+        name: str = "disk",
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise InvalidParameterError(
+                f"The 'path' parameter of DiskTier must be a directory path. Got {path!r} instead."
+            )
+        self._root = Path(path).expanduser().absolute()
+        self._max_bytes = parse_bytes(max_bytes, owner="DiskTier")
+        if not isinstance(fsync, bool):
+            raise InvalidParameterError(
+                f"The 'fsync' parameter of DiskTier must be a bool. Got {fsync!r} instead."
+            )
+        check_choice(mac_algorithm, "mac_algorithm", "DiskTier", ("blake3", "hmac-sha256"))
+        if key is None:
+            from scaleforge.settings import get_settings
+
+            cache_settings = get_settings().cache
+            key_file = Path(cache_settings.key_file).expanduser().absolute()
+            if cache_settings.hmac_key is None and key_file.is_relative_to(self._root):
+                raise ConfigError(
+                    f"The cache key file {str(key_file)!r} lies inside the DiskTier directory "
+                    f"{str(self._root)!r}; anyone who can write the cache could then forge entries. "
+                    "Set cache.key_file to a path outside the cache directory."
+                )
+            key = load_key(cache_settings)
+        self._key = bytes(key)
+        self._mac_algorithm = mac_algorithm
+        self._compression = compression
+        self._codec = FrameCodec(Signer(self._key, mac_algorithm), compression=compression)  # type: ignore[arg-type]
+        self._fsync = fsync
+        self.name = name
+        self._data_dir = self._root / "data"
+        self._db_path = self._root / "index.sqlite3"
+        self._local = threading.local()
+        self._conns: list[tuple[int, sqlite3.Connection]] = []
+        self._conns_lock = threading.Lock()
+        self._pending: dict[str, float] = {}
+        self._pending_since = time.monotonic()
+        self._accesses = 0
+        self._c = TierCounters(name)
+        try:
+            self._data_dir.mkdir(parents=True, exist_ok=True)
+            conn = self._conn()
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise CacheError(
+                f"Cannot open the disk cache at {str(self._root)!r}: {exc}. "
+                "Choose a writable directory (DiskTier(path=...) or cache.disk.path)."
+            ) from exc
+
+    def __repr__(self) -> str:
+        return f"DiskTier({str(self._root)!r}, max_bytes={self._max_bytes}, name={self.name!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _rebuild_disk_tier,
+            (
+                str(self._root),
+                self._max_bytes,
+                self._fsync,
+                self._compression,
+                self._key,
+                self._mac_algorithm,
+                self.name,
+            ),
+        )
+
+    # ---- plumbing --------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """The cache directory."""
+        return self._root
+
+    @property
+    def max_bytes(self) -> int:
+        """The byte budget."""
+        return self._max_bytes
+
+    @property
+    def is_shared(self) -> bool:
+        """True: other processes may write the directory, so entries are signed."""
+        return True
+
+    @property
+    def supports_ttl(self) -> bool:
+        """True: expired entries are misses."""
+        return True
+
+    @property
+    def supports_mmap(self) -> bool:
+        """True: uncompressed arrays stored in files can be returned memory-mapped."""
+        return True
+
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is None or local.generation != _fork_generation[0]:
+            pid = os.getpid()
+            # After a fork the parent's connection must not be used; it is kept
+            # referenced (never closed here) so the child does not touch its locks.
+            conn = sqlite3.connect(
+                self._db_path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout={int(_BUSY_TIMEOUT_S * 1000)}")
+            conn.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+            local.conn, local.cur, local.generation = conn, conn.cursor(), _fork_generation[0]
+            with self._conns_lock:
+                self._conns.append((pid, conn))
+        return conn
+
+    def _file_for(self, key: str) -> tuple[str, Path]:
+        digest = xxhash.xxh3_128_hexdigest(key.encode("utf-8", "surrogatepass"))
+        rel = f"{digest[:2]}/{digest[2:]}.sfc"
+        return rel, self._data_dir / rel
+
+    def _unlink_quietly(self, rels: Iterable[str | None]) -> None:
+        for rel in rels:
+            if rel:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._data_dir / rel)
+
+    def _forget(self, key: str, rel: str | None) -> None:
+        """Drop a broken or expired entry from the index (best effort)."""
+        try:
+            conn = self._conn()
+            if rel is None:
+                conn.execute("DELETE FROM entries WHERE key = ? AND fname IS NULL", (key,))
+            else:
+                conn.execute("DELETE FROM entries WHERE key = ? AND fname = ?", (key, rel))
+        except sqlite3.Error:
+            pass
+
+    # ---- reads -----------------------------------------------------------------------
+    def _decode_row(self, key: str, row: tuple[Any, ...], mmap: bool, now: float) -> Any:
+        blob, rel, expires = row
+        if expires is not None and expires <= now:
+            self._forget(key, rel)
+            return MISSING
+        try:
+            if blob is not None:
+                return self._codec.decode(blob)
+            path = self._data_dir / rel
+            if mmap:
+                with open(path, "rb") as f:
+                    if os.fstat(f.fileno()).st_size == 0:
+                        raise SerializationError("empty entry file")
+                    mm = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
+                return self._codec.decode(mm, verify=False)
+            data, mac = _read_file(path, self._codec.mac_hasher())
+            return self._codec.decode(data, precomputed_mac=mac)
+        except FileNotFoundError:  # evicted or replaced by another process
+            self._forget(key, rel)
+            return MISSING
+        except (IntegrityError, SerializationError) as exc:
+            return self._drop_bad(key, rel, exc)
+        except OSError as exc:
+            self._c.error(logger, "DiskTier %s: cannot read an entry (%s)", self._root, exc)
+            return MISSING
+
+    def _drop_bad(self, key: str, rel: str | None, exc: Exception) -> Any:
+        self._c.error(logger, "DiskTier %s: dropping a bad entry (%s)", self._root, exc)
+        self._forget(key, rel)
+        self._unlink_quietly([rel])
+        return MISSING
+
+    def _note_access(self, key: str) -> None:
+        pending = self._pending
+        pending[key] = time.time()
+        self._accesses += 1
+        if len(pending) < _ATIME_MAX_PENDING and (
+            self._accesses & 255 or time.monotonic() - self._pending_since < _ATIME_MAX_AGE_S
+        ):
+            return
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._flush_atimes(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._c.error(logger, "DiskTier %s: cannot record access times (%s)", self._root, exc)
+
+    def _flush_atimes(self, conn: sqlite3.Connection) -> None:
+        pending, self._pending = self._pending, {}
+        self._pending_since = time.monotonic()
+        if pending:
+            conn.executemany(
+                "UPDATE entries SET atime = ? WHERE key = ? AND atime < ?",
+                [(t, k, t) for k, t in pending.items()],
+            )
+
+    def get(self, key: str, default: Any = None, *, mmap: bool = False) -> Any:
+        """Return the value under ``key`` or ``default`` (see :meth:`Tier.get` and the Notes)."""
+        if type(key) is not str or not key:
+            check_key(key, "DiskTier")
+        t0 = time.perf_counter()
+        local = self._local
+        try:
+            if getattr(local, "generation", -1) != _fork_generation[0]:
+                self._conn()
+            row = local.cur.execute(_SELECT_ONE, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            self._c.error(logger, "DiskTier %s: index read failed (%s)", self._root, exc)
+            row = None
+        if row is None:
+            value = MISSING
+        elif row[0] is not None and row[2] is None:  # small entry without expiry: the fast path
+            try:
+                value = self._codec.decode(row[0])
+            except (IntegrityError, SerializationError) as exc:
+                value = self._drop_bad(key, None, exc)
+        else:
+            value = self._decode_row(key, row, mmap, time.time())
+        if value is MISSING:
+            self._c.misses += 1
+            value = default
+        else:
+            self._c.hits += 1
+            self._note_access(key)
+        self._c.observe_get(time.perf_counter() - t0)
+        return value
+
+    def get_many(self, keys: Iterable[str], *, mmap: bool = False) -> dict[str, Any]:
+        """Return ``{key: value}`` for the keys that hit, one index query per 500 keys."""
+        wanted = list(dict.fromkeys(check_key(k, "DiskTier") for k in keys))
+        t0 = time.perf_counter()
+        out: dict[str, Any] = {}
+        now = time.time()
+        for i in range(0, len(wanted), _IN_CHUNK):
+            chunk = wanted[i : i + _IN_CHUNK]
+            try:
+                rows = (
+                    self._conn()
+                    .execute(
+                        f"SELECT key, blob, fname, expires FROM entries WHERE key IN ({','.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                    .fetchall()
+                )
+            except sqlite3.Error as exc:
+                self._c.error(logger, "DiskTier %s: index read failed (%s)", self._root, exc)
+                rows = []
+            for row in rows:
+                value = self._decode_row(row[0], row[1:], mmap, now)
+                if value is not MISSING:
+                    out[row[0]] = value
+                    self._note_access(row[0])
+        self._c.hits += len(out)
+        self._c.misses += len(wanted) - len(out)
+        self._c.observe_get(time.perf_counter() - t0)
+        return out
+
+    # ---- writes ----------------------------------------------------------------------
+    def _prepare(self, key: str, value: Any) -> tuple[str, EncodedValue, bytes | None, str | None] | None:
+        """Encode and, for large entries, write and publish the file. None on failure."""
+        try:
+            enc = self._codec.encode(value)
+        except SerializationError as exc:
+            self._c.error(logger, "DiskTier %s: cannot encode a value (%s)", self._root, exc)
+            return None
+        if enc.nbytes > self._max_bytes:
+            self._c.error(
+                logger,
+                "DiskTier %s: rejected an entry of %d bytes (max_bytes=%d)",
+                self._root,
+                enc.nbytes,
+                self._max_bytes,
+            )
+            return None
+        if enc.nbytes < SMALL_ENTRY_BYTES:
+            return key, enc, enc.tobytes(), None
+        rel, final = self._file_for(key)
+        tmp = final.parent / f".{final.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        try:
+            final.parent.mkdir(exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                _write_all(fd, enc.buffers)
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+            if self._fsync:  # make the rename itself durable
+                dir_fd = os.open(final.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            reason = "disk full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "write failed"
+            self._c.error(logger, "DiskTier %s: %s (%s)", self._root, reason, exc)
+            return None
+        return key, enc, None, rel
+
+    def _commit(
+        self, prepared: list[tuple[str, EncodedValue, bytes | None, str | None]], ttl: float | None
+    ) -> bool:
+        now = time.time()
+        expires = now + ttl if ttl is not None else None
+        stale: list[str | None] = []
+        evicted = 0
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for key, enc, blob, rel in prepared:
+                    old = conn.execute("SELECT fname FROM entries WHERE key = ?", (key,)).fetchone()
+                    if old is not None and old[0] != rel:
+                        stale.append(old[0])
+                    conn.execute(_UPSERT, (key, enc.nbytes, now, expires, blob, rel))
+                self._flush_atimes(conn)
+                new_keys = {p[0] for p in prepared}
+                total = conn.execute("SELECT bytes FROM totals WHERE id = 0").fetchone()[0]
+                while total > self._max_bytes:
+                    rows = conn.execute(
+                        "SELECT key, size, fname FROM entries ORDER BY atime LIMIT ?",
+                        (_EVICT_BATCH + len(new_keys),),
+                    ).fetchall()
+                    victims = [r for r in rows if r[0] not in new_keys]
+                    if not victims:
+                        break
+                    for vkey, vsize, vrel in victims:
+                        if total <= self._max_bytes:
+                            break
+                        conn.execute("DELETE FROM entries WHERE key = ?", (vkey,))
+                        total -= vsize
+                        evicted += 1
+                        stale.append(vrel)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._c.error(logger, "DiskTier %s: index write failed (%s)", self._root, exc)
+            self._unlink_quietly(p[3] for p in prepared)
+            return False
+        self._unlink_quietly(stale)
+        self._c.evictions += evicted
+        self._c.sets += len(prepared)
+        return True
+
+    def set(self, key: str, value: Any, *, ttl_s: float | None = None) -> bool:
+        """Store ``value`` atomically (see :meth:`Tier.set` and the Notes)."""
+        check_key(key, "DiskTier")
+        ttl = check_ttl(ttl_s, "DiskTier")
+        t0 = time.perf_counter()
+        prepared = self._prepare(key, value)
+        ok = prepared is not None and self._commit([prepared], ttl)
+        self._c.set_time_s += time.perf_counter() - t0
+        self._c.maybe_sync(0)
+        return ok
+
+    def set_many(self, items: Mapping[str, Any], *, ttl_s: float | None = None) -> dict[str, bool]:
+        """Store several values with one index transaction; return ``{key: stored}``."""
+        ttl = check_ttl(ttl_s, "DiskTier")
+        t0 = time.perf_counter()
+        result = {check_key(k, "DiskTier"): False for k in items}
+        prepared = [p for p in (self._prepare(k, v) for k, v in items.items()) if p is not None]
+        if prepared and self._commit(prepared, ttl):
+            for p in prepared:
+                result[p[0]] = True
+        self._c.set_time_s += time.perf_counter() - t0
+        return result
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True if it was present."""
+        check_key(key, "DiskTier")
+        try:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT fname FROM entries WHERE key = ?", (key,)).fetchone()
+                if row is not None:
+                    conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self._c.error(logger, "DiskTier %s: delete failed (%s)", self._root, exc)
+            return False
+        self._pending.pop(key, None)
+        if row is None:
+            return False
+        self._unlink_quietly([row[0]])
+        self._c.deletes += 1
+        return True
+
+    def touch(self, key: str, *, ttl_s: float | None = None) -> bool:
+        """Mark ``key`` as used now (and reset its expiry if ``ttl_s``); True if present."""
+        check_key(key, "DiskTier")
+        ttl = check_ttl(ttl_s, "DiskTier")
+        now = time.time()
+        try:
+            conn = self._conn()
+            if ttl is None:
+                cur = conn.execute("UPDATE entries SET atime = ? WHERE key = ?", (now, key))
+            else:
+                cur = conn.execute(
+                    "UPDATE entries SET atime = ?, expires = ? WHERE key = ?", (now, now + ttl, key)
+                )
+            return cur.rowcount > 0
+        except sqlite3.Error as exc:
+            self._c.error(logger, "DiskTier %s: touch failed (%s)", self._root, exc)
+            return False
+
+    def clear(self) -> None:
+        """Remove every entry, every entry file and temporary file, and reset the counters."""
+        try:
+            conn = self._conn()
+            conn.execute("DELETE FROM entries")
+        except sqlite3.Error as exc:
+            self._c.error(logger, "DiskTier %s: clear failed (%s)", self._root, exc)
+        self._pending.clear()
+        self.sweep_temp_files(max_age_s=0.0, include_entries=True)
+        self._c.reset()
+
+    def sweep_temp_files(self, *, max_age_s: float = 3600.0, include_entries: bool = False) -> int:
+        """Remove temporary files left by killed writers; return how many were removed.
+
+        Parameters
+        ----------
+        max_age_s : float, default=3600.0
+            Only files older than this are removed, so writes in progress survive.
+        include_entries : bool, default=False
+            Also remove entry files (used by :meth:`clear`).
+
+        Returns
+        -------
+        int
+        """
+        removed = 0
+        cutoff = time.time() - max_age_s
+        try:
+            subdirs = list(os.scandir(self._data_dir))
+        except OSError:
+            return 0
+        for sub in subdirs:
+            if not sub.is_dir():
+                continue
+            with contextlib.suppress(OSError), os.scandir(sub.path) as it:
+                for entry in it:
+                    is_tmp = entry.name.endswith(".tmp")
+                    if not (is_tmp or include_entries):
+                        continue
+                    with contextlib.suppress(OSError):
+                        if entry.stat().st_mtime <= cutoff:
+                            os.unlink(entry.path)
+                            removed += 1
+        return removed
+
+    def keys(self) -> Iterator[str]:
+        """Iterate over a snapshot of the keys in the index."""
+        try:
+            rows = self._conn().execute("SELECT key FROM entries").fetchall()
+        except sqlite3.Error as exc:
+            self._c.error(logger, "DiskTier %s: listing keys failed (%s)", self._root, exc)
+            rows = []
+        return iter([r[0] for r in rows])
+
+    def stats(self) -> TierStats:
+        """Return the counters of this process, and the directory's bytes and entry count."""
+        try:
+            total, entries = self._conn().execute("SELECT bytes, entries FROM totals WHERE id = 0").fetchone()
+        except sqlite3.Error:
+            total, entries = 0, -1
+        return self._c.snapshot(bytes_now=int(total), entries=int(entries), max_bytes=self._max_bytes)
+
+    def close(self) -> None:
+        """Write buffered access times and close this object's SQLite connections."""
+        if self._pending:
+            try:
+                conn = self._conn()
+                conn.execute("BEGIN IMMEDIATE")
+                self._flush_atimes(conn)
+                conn.execute("COMMIT")
+            except sqlite3.Error:
+                pass
+        pid = os.getpid()
+        with self._conns_lock:
+            mine = [c for p, c in self._conns if p == pid]
+            self._conns = [(p, c) for p, c in self._conns if p != pid]
+        for conn in mine:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._local = threading.local()
+
+
+def _rebuild_disk_tier(
+    path: str, max_bytes: int, fsync: bool, compression: str, key: bytes, mac_algorithm: str, name: str
+) -> DiskTier:
+    return DiskTier(
+        path,
+        max_bytes=max_bytes,
+        fsync=fsync,
+        compression=compression,
+        key=key,
+        mac_algorithm=mac_algorithm,
+        name=name,
+    )
