@@ -48,6 +48,7 @@ __all__ = [
     "ServeSettings",
     "Settings",
     "config_context",
+    "context_value",
     "get_settings",
     "load_settings",
     "resolve",
@@ -158,6 +159,7 @@ class MonitorSettings(_Section):
     sample_interval_s: float = 1.0
     store_path: Path | None = None
     multiprocess_dir: Path | None = None
+    bench_history_path: Path = Field(default_factory=lambda: Path(".scaleforge") / "bench-history.jsonl")
 
 
 class JobsSettings(_Section):
@@ -386,6 +388,26 @@ def config_context(**overrides: Any) -> Iterator[None]:
 
 
 _MISSING: Any = object()
+
+
+def context_value(name: str, default: Any = None) -> Any:
+    """Return the innermost :func:`config_context` value of ``name``, or ``default``.
+
+    Cheap (one context-variable read): meant for hot paths that must honour a
+    temporary override without consulting the full settings.
+
+    Parameters
+    ----------
+    name : str
+        A key of :func:`config_context`.
+    default : object, default=None
+        Returned when no active context sets ``name``.
+
+    Returns
+    -------
+    object
+    """
+    return _context.get().get(name, default)
 
 
 def resolve(name: str, argument: Any = None, default: Any = _MISSING) -> Any:

@@ -112,3 +112,12 @@ def test_get_settings_reads_environment_lazily(monkeypatch: pytest.MonkeyPatch) 
         set_settings(None)
     with pytest.raises(InvalidParameterError):
         set_settings("balanced")  # type: ignore[arg-type]
+
+
+def test_context_value_reads_only_the_active_context() -> None:
+    from scaleforge.settings import context_value
+
+    assert context_value("cache", "none") == "none"
+    with config_context(cache="tier-object"):
+        assert context_value("cache") == "tier-object"
+    assert context_value("cache") is None
