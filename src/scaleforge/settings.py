@@ -234,6 +234,18 @@ class Settings(BaseSettings):
     serve: ServeSettings = Field(default_factory=ServeSettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     jobs: JobsSettings = Field(default_factory=JobsSettings)
+    #: Shortcuts for the two knobs users set most: ``SCALEFORGE_EXECUTOR=ray`` and
+    #: ``SCALEFORGE_ADDRESS=ray://head:10001`` override ``compute.executor`` / ``compute.address``.
+    executor: str | None = None
+    address: str | None = None
+
+    @model_validator(mode="after")
+    def _apply_shortcuts(self) -> Settings:
+        if self.executor is not None:
+            self.compute.executor = self.executor
+        if self.address is not None:
+            self.compute.address = self.address
+        return self
 
     @model_validator(mode="before")
     @classmethod

@@ -121,3 +121,15 @@ def test_context_value_reads_only_the_active_context() -> None:
     with config_context(cache="tier-object"):
         assert context_value("cache") == "tier-object"
     assert context_value("cache") is None
+
+
+def test_flat_executor_and_address_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALEFORGE_EXECUTOR", "ray")
+    monkeypatch.setenv("SCALEFORGE_ADDRESS", "ray://head:10001")
+    s = load_settings()
+    assert (s.compute.executor, s.compute.address) == ("ray", "ray://head:10001")
+    set_settings(s)
+    try:
+        assert resolve("executor") == "ray"
+    finally:
+        set_settings(None)

@@ -1,0 +1,504 @@
+"""The engine behind :func:`scaleforge.map` and :func:`scaleforge.imap`.
+
+One :class:`MapRun` pulls items from the input, groups them into chunks
+(:mod:`.chunking`), keeps a bounded window of chunks in flight on the
+executor, retries failed items with backoff (:mod:`.retry`) and yields
+``(index, ok, value)`` events as chunks finish. When the function is
+``@cached`` it first keys each batch of items in the parent, answers hits with
+one ``get_many`` per batch, folds duplicate keys onto one computation, sends
+only misses (workers run ``call_uncached``) and stores each result in the
+parent as it arrives, so a crash loses nothing already computed. With a
+shared (Redis) cache, a miss is dispatched only under ``fn.lock(key,
+blocking=False)``; a key locked by another process or machine is waited for
+by polling the cache with backoff, and computed here only if its holder's
+lock lapses.
+"""
+
+from __future__ import annotations
+
+import builtins
+import collections
+import concurrent.futures as cf
+import functools
+import heapq
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+from scaleforge.compute._worker import RemoteException
+from scaleforge.compute.base import Executor
+from scaleforge.compute.chunking import AutoChunker, FixedChunker
+from scaleforge.compute.progress import MapProgress
+from scaleforge.compute.retry import RetryPolicy
+from scaleforge.compute.shared import is_large_array
+from scaleforge.monitor import metrics
+
+__all__ = ["Event", "MapRun", "SpanEvent", "as_cached_function", "run_chunk"]
+
+logger = logging.getLogger(__name__)
+
+_SUBMITTED = metrics.counter("scaleforge_tasks_submitted_total", "Items sent to workers", ["executor"])
+_COMPLETED = metrics.counter("scaleforge_tasks_completed_total", "Items that succeeded", ["executor"])
+_FAILED = metrics.counter("scaleforge_tasks_failed_total", "Items that failed after retries", ["executor"])
+_RETRIED = metrics.counter("scaleforge_tasks_retried_total", "Item attempts retried", ["executor"])
+_QUEUE = metrics.gauge("scaleforge_queue_depth", "Items queued or running in map", ["executor"])
+_HITS = metrics.counter("scaleforge_map_cache_hits_total", "Items of map answered by the cache", ["executor"])
+
+#: (index, ok, value): value is the result, or (exception, attempts) when ok is False.
+Event = tuple[int, bool, Any]
+
+_KEY_BATCH = 512  # items keyed and looked up per get_many (one MGET on Redis)
+
+
+def run_chunk(
+    fn: Callable[..., Any], items: list[Any], star: bool, uncached: bool, /, **shared: Any
+) -> tuple[list[Any], dict[int, RemoteException] | None, float]:
+    """Run ``fn`` over ``items`` in a worker.
+
+    Returns the results (``None`` where an item raised), ``{position: exception}``
+    for the items that raised (``None`` if none did) and the compute time. Each
+    item runs exactly once; the loop restarts after a failure at the next item.
+    """
+    call: Callable[..., Any] = fn.call_uncached if uncached else fn  # type: ignore[attr-defined]
+    if shared:
+        call = functools.partial(call, **shared)
+    values: list[Any] = []
+    append = values.append
+    errors: dict[int, RemoteException] | None = None
+    t0 = time.perf_counter()
+    while len(values) < len(items):
+        try:
+            rest = itertools.islice(items, len(values), None)
+            if star:
+                for item in rest:
+                    append(call(*item))
+            else:
+                for item in rest:
+                    append(call(item))
+        except Exception as exc:
+            if errors is None:
+                errors = {}
+            errors[len(values)] = RemoteException(exc)
+            append(None)
+    return values, errors, time.perf_counter() - t0
+
+
+def as_cached_function(fn: object) -> Any:
+    """Return ``fn`` if it is a ``@cached`` function, else None (cache layer optional)."""
+    try:
+        from scaleforge.cache.decorators import CachedFunction
+    except ImportError:
+        return None
+    return fn if isinstance(fn, CachedFunction) else None
+
+
+class _Item:
+    __slots__ = ("args", "attempts", "index", "key")
+
+    def __init__(self, index: int, args: Any, key: str | None = None) -> None:
+        self.index = index
+        self.args = args
+        self.key = key
+        self.attempts = 0
+
+
+class _Span:
+    """Fresh, contiguous items of a plain (uncached) map: no per-item objects."""
+
+    __slots__ = ("args", "start")
+
+    def __init__(self, start: int, args: list[Any]) -> None:
+        self.start = start
+        self.args = args
+
+    def __len__(self) -> int:
+        return len(self.args)
+
+    def items(self) -> list[_Item]:
+        return [_Item(self.start + i, a) for i, a in enumerate(self.args)]
+
+
+class SpanEvent:
+    """``len(values)`` successful results for the items ``start, start + 1, ...``."""
+
+    __slots__ = ("start", "values")
+
+    def __init__(self, start: int, values: list[Any]) -> None:
+        self.start = start
+        self.values = values
+
+
+class _Waiting:
+    __slots__ = ("deadline", "delay", "item", "next_poll")
+
+    def __init__(self, item: _Item, now: float, max_wait_s: float) -> None:
+        self.item = item
+        self.delay = 0.02
+        self.next_poll = now + self.delay
+        self.deadline = now + max_wait_s
+
+
+class MapRun:
+    """One execution of a map (see the module docstring).
+
+    Parameters
+    ----------
+    fn : callable
+    source : iterator
+        Yields each item (a tuple of arguments when ``star``).
+    total : int or None
+        Number of items when known.
+    executor : Executor
+    star : bool
+        Call ``fn(*item)`` instead of ``fn(item)``.
+    chunksize : int or "auto"
+    retry : RetryPolicy
+    timeout_s : float or None
+    shared : dict
+        Keyword arguments passed to every call.
+    progress : MapProgress
+    bounded : bool
+        Keep at most :attr:`max_outstanding` items pulled but not delivered (imap).
+    shared_min_bytes : int
+        Arrays in ``shared`` at least this large go through ``executor.share``.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        source: Iterator[Any],
+        total: int | None,
+        executor: Executor,
+        *,
+        star: bool,
+        chunksize: int | str,
+        retry: RetryPolicy,
+        timeout_s: float | None,
+        shared: dict[str, Any],
+        progress: MapProgress,
+        bounded: bool,
+        shared_min_bytes: int,
+    ) -> None:
+        self.fn = fn
+        self.cached = as_cached_function(fn)
+        self._source = source
+        self.total = total
+        self.executor = executor
+        self.star = star
+        self.retry = retry
+        self.timeout_s = timeout_s
+        self.progress = progress
+        self.bounded = bounded
+        workers = max(1, executor.num_workers)
+        self._chunker: AutoChunker | FixedChunker
+        if isinstance(chunksize, int):
+            self._chunker = FixedChunker(chunksize)
+        elif timeout_s is not None:
+            self._chunker = FixedChunker(1)  # timeouts are per task: tasks are not grouped
+        else:
+            self._chunker = AutoChunker(workers, overhead_s=executor.task_overhead_s)
+        self._window = workers * 2
+        self._shared_raw = shared
+        self._handles: list[Any] = []
+        self.shared = {k: self._share(v, shared_min_bytes) for k, v in shared.items()}
+        self._exhausted = False
+        self._pulled = 0
+        self.delivered = 0
+        self._ready: collections.deque[_Item] = collections.deque()
+        self._retry_heap: list[tuple[float, int, _Item]] = []
+        self._seq = itertools.count()
+        self._inflight: dict[cf.Future[Any], list[_Item] | _Span] = {}
+        self._events: collections.deque[list[Event] | SpanEvent] = collections.deque()
+        self._failed_args: dict[int, Any] = {}
+        # cache-aware state
+        self._dups: dict[str, list[int]] = {}
+        self._locks: dict[str, AbstractContextManager[bool]] = {}
+        self._waiting: dict[str, _Waiting] = {}
+        self._use_locks = bool(self.cached is not None and getattr(self.cached.cache, "is_shared", False))
+        self.hits = 0
+        self.misses = 0
+        self.duplicates = 0
+        self.retried = 0
+        self.submitted = 0
+        self._label = executor.name
+
+    # ---- setup / teardown ----------------------------------------------------------------
+    def _share(self, value: Any, min_bytes: int) -> Any:
+        if is_large_array(value, min_bytes):
+            handle = self.executor.share(value)
+            if handle is not value:
+                self._handles.append(handle)
+            return handle
+        return value
+
+    def item_args(self, index: int) -> Any:
+        """The input of a failed item (kept for error messages only)."""
+        return self._failed_args.get(index)
+
+    def close(self) -> None:
+        """Cancel what is left, release locks and shared arguments."""
+        for fut in list(self._inflight):
+            fut.cancel()
+        self._inflight.clear()
+        for key in list(self._locks):
+            self._unlock(key)
+        for handle in self._handles:
+            try:
+                self.executor.release(handle)
+            except Exception:  # cleanup must not mask the real outcome
+                logger.exception("releasing a shared argument failed")
+        self._handles.clear()
+        _QUEUE.labels(executor=self._label).set(0)
+
+    # ---- intake --------------------------------------------------------------------------
+    @property
+    def max_outstanding(self) -> int:
+        """Items pulled from the input but not yet delivered, at most (bounded runs)."""
+        size = self._chunker.next_size(None) if self._chunker.calibrated else 1
+        return max(1024, 4 * self._window * size)
+
+    def _remaining(self) -> int | None:
+        if self.total is None:
+            return None
+        return len(self._ready) + (self.total - self._pulled)
+
+    def _pull(self, n: int) -> list[_Item]:
+        out: list[_Item] = []
+        if self._exhausted:
+            return out
+        if self.bounded:
+            n = min(n, self.max_outstanding - (self._pulled - self.delivered))
+        out = list(
+            builtins.map(_Item, itertools.count(self._pulled), itertools.islice(self._source, max(0, n)))
+        )
+        self._pulled += len(out)
+        if len(out) < n:
+            self._exhausted = True
+        return out
+
+    def _take(self, n: int) -> list[Any]:
+        """Pull up to ``n`` fresh items without per-item objects (plain maps)."""
+        if self._exhausted:
+            return []
+        if self.bounded:
+            n = min(n, self.max_outstanding - (self._pulled - self.delivered))
+        args = list(itertools.islice(self._source, max(0, n)))
+        self._pulled += len(args)
+        if len(args) < n:
+            self._exhausted = True
+        return args
+
+    def _refill(self) -> None:
+        want = self._window * max(1, self._chunker.next_size(self._remaining()))
+        while len(self._ready) < want and not self._exhausted:
+            batch = self._pull(max(want - len(self._ready), _KEY_BATCH if self.cached is not None else 1))
+            if not batch:
+                return
+            if self.cached is None:
+                self._ready.extend(batch)
+            else:
+                self._triage(batch)
+
+    def _triage(self, batch: list[_Item]) -> None:
+        """Key a batch, answer hits and duplicates, queue (and lock) the misses."""
+        fn = self.cached
+        fresh: dict[str, _Item] = {}
+        for item in batch:
+            item.key = (
+                fn.key(*item.args, **self._shared_raw) if self.star else fn.key(item.args, **self._shared_raw)
+            )
+            if item.key in self._dups or item.key in fresh:
+                self._dups.setdefault(item.key, []).append(item.index)
+                self.duplicates += 1
+            else:
+                fresh[item.key] = item
+        if not fresh:
+            return
+        found = fn.get_many(list(fresh))
+        now = time.monotonic()
+        for key, item in fresh.items():
+            if key in found:
+                self.hits += 1
+                _HITS.labels(executor=self._label).inc()
+                self._emit_ok(item, found[key], hit=True)
+                continue
+            self.misses += 1
+            self._dups.setdefault(key, [])
+            if self._use_locks and not self._try_lock(key):
+                self._waiting[key] = _Waiting(item, now, self._max_wait_s())
+            else:
+                self._ready.append(item)
+
+    def _max_wait_s(self) -> float:
+        return 3600.0 if self.timeout_s is None else self.timeout_s * self.retry.max_attempts + 1.0
+
+    def _try_lock(self, key: str) -> bool:
+        cm = self.cached.lock(key, blocking=False)
+        try:
+            acquired = bool(cm.__enter__())
+        except Exception:  # a failing lock backend must not stop the map: compute it
+            logger.warning("single-flight lock for %s failed; computing it here", key, exc_info=True)
+            return True
+        if acquired:
+            self._locks[key] = cm
+            return True
+        cm.__exit__(None, None, None)
+        return False
+
+    def _unlock(self, key: str | None) -> None:
+        if key is None:
+            return
+        cm = self._locks.pop(key, None)
+        if cm is not None:
+            try:
+                cm.__exit__(None, None, None)
+            except Exception:
+                logger.warning("releasing the lock of %s failed", key, exc_info=True)
+
+    def _poll_waiting(self, now: float) -> None:
+        due = [k for k, w in self._waiting.items() if w.next_poll <= now]
+        if not due:
+            return
+        found = self.cached.get_many(due)
+        for key in due:
+            w = self._waiting[key]
+            if key in found:
+                del self._waiting[key]
+                self.hits += 1
+                self.misses -= 1
+                self._emit_ok(w.item, found[key], hit=True)
+            elif self._try_lock(key) or now >= w.deadline:
+                del self._waiting[key]  # the holder gave up or died: compute it here
+                self._ready.append(w.item)
+            else:
+                w.delay = min(w.delay * 2, 1.0)
+                w.next_poll = now + w.delay
+
+    # ---- outcomes ------------------------------------------------------------------------
+    def _emit_ok(self, item: _Item, value: Any, *, hit: bool = False) -> None:
+        indices = [item.index]
+        if item.key is not None:
+            indices += self._dups.pop(item.key, [])
+        self._events.append([(i, True, value) for i in indices])
+        self.progress.advance(len(indices), hits=len(indices) if hit else 0)
+
+    def _succeed(self, item: _Item, value: Any) -> None:
+        _COMPLETED.labels(executor=self._label).inc()
+        if self.cached is not None and item.key is not None:
+            try:
+                self.cached.store(item.key, value)
+            except Exception:  # a failing cache never fails the computation
+                logger.warning("storing the result of item %d failed", item.index, exc_info=True)
+            self._unlock(item.key)
+        self._emit_ok(item, value)
+
+    def _fail(self, item: _Item, exc: BaseException) -> None:
+        if self.retry.should_retry(item.attempts):
+            self.retried += 1
+            _RETRIED.labels(executor=self._label).inc()
+            due = time.monotonic() + self.retry.delay_s(item.attempts)
+            heapq.heappush(self._retry_heap, (due, next(self._seq), item))
+            return
+        _FAILED.labels(executor=self._label).inc()
+        self._unlock(item.key)
+        self._failed_args[item.index] = item.args
+        indices = [item.index] + (self._dups.pop(item.key, []) if item.key is not None else [])
+        self._events.append([(i, False, (exc, item.attempts)) for i in indices])
+        self.progress.advance(len(indices), failed=len(indices))
+
+    def _finish(self, fut: cf.Future[Any]) -> None:
+        chunk = self._inflight.pop(fut)
+        try:
+            values, errors, compute_s = fut.result()
+        except BaseException as exc:  # timeout, lost worker, cancelled, transport error
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            for item in chunk.items() if isinstance(chunk, _Span) else chunk:
+                item.attempts += 1
+                self._fail(item, exc)
+            return
+        self._chunker.observe(len(chunk), compute_s)
+        if isinstance(chunk, _Span) and errors is None:  # fast path: one event for the chunk
+            self._events.append(SpanEvent(chunk.start, values))
+            _COMPLETED.labels(executor=self._label).inc(len(values))
+            self.progress.advance(len(values))
+            return
+        items = chunk.items() if isinstance(chunk, _Span) else chunk
+        for pos, (item, value) in enumerate(zip(items, values, strict=True)):
+            item.attempts += 1
+            err = errors.get(pos) if errors is not None else None
+            if err is None:
+                self._succeed(item, value)
+            else:
+                self._fail(item, err.to_exception())
+
+    # ---- dispatch ------------------------------------------------------------------------
+    def _submit(self, now: float) -> None:
+        while len(self._inflight) < self._window:
+            chunk: list[_Item] | _Span
+            if self._retry_heap and self._retry_heap[0][0] <= now:
+                chunk = [heapq.heappop(self._retry_heap)[2]]  # retried items run one per task
+            else:
+                if not self._chunker.calibrated and len(self._inflight) >= self.executor.num_workers:
+                    return  # probes first, then real sizes
+                size = self._chunker.next_size(self._remaining())
+                if self.cached is None:
+                    start = self._pulled
+                    args = self._take(size)
+                    if not args:
+                        return
+                    chunk = _Span(start, args)
+                else:
+                    if not self._ready:
+                        self._refill()
+                        if not self._ready:
+                            return
+                    chunk = [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
+            fut = self.executor.submit_task(
+                run_chunk,
+                (
+                    self.fn,
+                    chunk.args if isinstance(chunk, _Span) else [it.args for it in chunk],
+                    self.star,
+                    self.cached is not None,
+                ),
+                self.shared,
+                timeout_s=None if self.timeout_s is None else self.timeout_s * len(chunk),
+            )
+            self._inflight[fut] = chunk
+            self.submitted += len(chunk)
+            _SUBMITTED.labels(executor=self._label).inc(len(chunk))
+
+    def _idle(self) -> bool:
+        return not (self._inflight or self._ready or self._retry_heap or self._waiting or not self._exhausted)
+
+    def events(self) -> Iterator[list[Event] | SpanEvent]:
+        """Run the map, yielding batches of events as items finish (in completion order)."""
+        while True:
+            now = time.monotonic()
+            if self._waiting:
+                self._poll_waiting(now)
+            self._submit(now)
+            while self._events:
+                yield self._events.popleft()
+            if self._idle():
+                return
+            wake = [self._retry_heap[0][0]] if self._retry_heap else []
+            wake += [w.next_poll for w in self._waiting.values()]
+            timeout = max(0.0, min(wake) - time.monotonic()) if wake else None
+            _QUEUE.labels(executor=self._label).set(
+                len(self._ready) + len(self._retry_heap) + sum(map(len, self._inflight.values()))
+            )
+            if self._inflight:
+                done, _ = cf.wait(list(self._inflight), timeout=timeout, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    self._finish(fut)
+            elif timeout is not None:
+                time.sleep(min(timeout, 1.0))
+            elif not self._exhausted:
+                continue  # bounded run: the consumer caught up, pull more
+            else:  # nothing in flight and nothing to wait for: the input is done
+                return
