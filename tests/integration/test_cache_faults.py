@@ -34,16 +34,16 @@ _ctx = multiprocessing.get_context("fork")
 def _writer(path: str, seed: int, mid_write: Any = None) -> None:
     if mid_write is not None:
         # Deterministic variant: write part of the entry, tell the parent, and wait to be killed.
-        import scaleforge.cache.disk as disk_module
+        import scaleforge.cache._diskio as disk_module
 
-        real_write_all = disk_module._write_all
+        real_write_all = disk_module.write_all
 
         def half_then_hang(fd: int, buffers: Any) -> None:
             real_write_all(fd, [memoryview(b)[: len(b) // 2] for b in buffers])
             mid_write.set()
             time.sleep(60)
 
-        disk_module._write_all = half_then_hang  # type: ignore[assignment]
+        disk_module.write_all = half_then_hang  # type: ignore[assignment]
     tier = DiskTier(path, key=KEY, max_bytes="60MB", compression="none")
     rng = np.random.default_rng(seed)
     i = 0

@@ -51,6 +51,20 @@ WORKER = textwrap.dedent(
             time.sleep(0.005)
         client.incr(prefix + "calling")
         print(expensive(21), expensive.cache_info()["computations"], flush=True)
+    elif mode == "long":
+        # A computation three times longer than the lock's expiry (argv[5] = 1.0 s).
+        @cached(cache=cache, lock_expiry_s=float(sys.argv[5]))
+        def long_job(x):
+            client.incr(prefix + "computations")
+            client.set(prefix + "started", 1)
+            time.sleep(3.0)
+            return x * 3
+
+        if sys.argv[6] == "second":  # call once the first process is inside the computation
+            deadline = time.monotonic() + 60
+            while not client.get(prefix + "started") and time.monotonic() < deadline:
+                time.sleep(0.005)
+        print(long_job(7), long_job.cache_info()["computations"], flush=True)
     elif mode == "hold":
         lock = expensive.lock(expensive.key(21))
         acquired = lock.__enter__()
@@ -101,6 +115,26 @@ def test_four_processes_compute_once(worker: Path, redis_url: str, redis_key_pre
         client.close()
     assert all(o[0] == "42" for o in outputs)
     assert sorted(int(o[1]) for o in outputs) == [0, 0, 0, 1]
+
+
+def test_a_computation_longer_than_the_lock_expiry_runs_once(
+    worker: Path, redis_url: str, redis_key_prefix: str
+) -> None:
+    import redis
+
+    first = _spawn(worker, redis_url, redis_key_prefix, "long", "1", "1.0", "first")
+    second = _spawn(worker, redis_url, redis_key_prefix, "long", "1", "1.0", "second")
+    outputs = []
+    for proc in (first, second):
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err
+        outputs.append(out.split())
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert int(client.get(redis_key_prefix + "computations")) == 1  # the heartbeat kept the lock
+    finally:
+        client.close()
+    assert outputs == [["21", "1"], ["21", "0"]]  # the second waited and got the first's result
 
 
 def test_a_killed_lock_holder_does_not_block_forever(

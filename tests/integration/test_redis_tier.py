@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 
 from scaleforge.cache.redis import RedisTier
 from scaleforge.errors import InvalidParameterError
@@ -130,13 +131,34 @@ def test_lock_is_exclusive_and_expires(tier: RedisTier) -> None:
         t.join()
     assert overlaps == 0
 
-    dead = tier.lock("abandoned", timeout_s=0.2)
-    assert dead.acquire()  # never released: the holder "died"
+    # A holder that "died": a raw redis-py lock, which nobody renews and nobody releases.
+    raw = redis.Redis.from_url(tier._url)
+    try:
+        assert raw.lock(tier.prefix + "lock:abandoned", timeout=0.2).acquire(blocking=False)
+    finally:
+        raw.close()
     busy = tier.lock("abandoned", timeout_s=5, blocking_timeout_s=0.01)
     with busy as held:
         assert not held and not busy.unavailable  # still held by the "dead" holder
     with tier.lock("abandoned", timeout_s=5, blocking_timeout_s=5) as held:
         assert held  # acquired once the dead holder's lock expired
+
+
+def test_a_held_lock_outlives_its_expiry_through_the_heartbeat(tier: RedisTier) -> None:
+    from scaleforge.cache.redis import _HEARTBEAT
+
+    holder = tier.lock("long", timeout_s=0.3, blocking_timeout_s=0)
+    assert holder.acquire() and holder.renew_interval_s == pytest.approx(0.1)
+    deadline = time.monotonic() + 1.2  # four expiries
+    while time.monotonic() < deadline:
+        with tier.lock("long", timeout_s=5, blocking_timeout_s=0) as held:
+            assert not held  # still held: the heartbeat renewed it
+        time.sleep(0.05)
+    assert holder.renewals >= 3
+    holder.release()
+    assert holder not in _HEARTBEAT[0]._due  # renewals stopped with the release
+    with tier.lock("long", timeout_s=5, blocking_timeout_s=0) as held:
+        assert held  # released at once, not at expiry
 
 
 def test_invalid_arguments(redis_url: str) -> None:

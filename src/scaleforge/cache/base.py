@@ -14,9 +14,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
-from scaleforge.errors import InvalidParameterError
+from scaleforge.errors import CacheError, InvalidParameterError
 
 __all__ = ["MISSING", "Tier", "TierStats", "check_key", "check_ttl"]
 
@@ -116,7 +117,9 @@ class Tier(abc.ABC):
 
     Subclasses implement :meth:`get`, :meth:`set`, :meth:`delete`, :meth:`clear`
     and :meth:`stats`. The batch methods, :meth:`touch`, :meth:`close` and the
-    capability properties have working defaults.
+    capability properties (``is_shared``, ``supports_ttl``, ``supports_mmap``,
+    ``supports_lock``) have working defaults; a tier whose ``supports_lock`` is
+    True also overrides :meth:`lock`.
 
     Mapping-style access follows dict: ``tier[key]`` raises ``KeyError`` on a
     miss, ``key in tier`` tests presence, ``tier[key] = value`` stores.
@@ -210,6 +213,44 @@ class Tier(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, documented default
         """Release connections and file handles. Default: nothing to release."""
 
+    def lock(
+        self, name: str, *, timeout_s: float = 60.0, blocking_timeout_s: float | None = 60.0
+    ) -> AbstractContextManager[bool]:
+        """Return a lock shared by every process that uses this tier (where :attr:`supports_lock`).
+
+        Single flight (:mod:`scaleforge.cache.singleflight`) takes it around a
+        computation so that processes sharing the tier compute a key once.
+
+        Parameters
+        ----------
+        name : str
+            Lock name (the cache key being computed).
+        timeout_s : float, default=60.0
+            For locks that can outlive a dead holder (Redis), the expiry after
+            which a holder that stopped renewing it loses it. Locks the
+            operating system frees when the holder dies (files) ignore it.
+        blocking_timeout_s : float or None, default=60.0
+            Longest wait in ``__enter__``; 0 tries once, None waits until the
+            holder releases the lock (or dies).
+
+        Returns
+        -------
+        contextlib.AbstractContextManager of bool
+            ``__enter__`` returns True if the lock is held, False if the wait
+            timed out or the backend could not take it (compute anyway). It
+            never raises a backend error.
+
+        Raises
+        ------
+        CacheError
+            Always, in this default: the tier has no lock (``supports_lock`` is
+            False). Tiers that override it set ``supports_lock`` to True.
+        """
+        raise CacheError(
+            f"{type(self).__name__} has no cross-process lock (its supports_lock is False). "
+            "Check tier.supports_lock before calling tier.lock(), or use a DiskTier or RedisTier."
+        )
+
     @property
     def is_shared(self) -> bool:
         """True if other processes or machines can write this tier (entries are signed)."""
@@ -223,6 +264,14 @@ class Tier(abc.ABC):
     @property
     def supports_mmap(self) -> bool:
         """True if ``get(..., mmap=True)`` can return memory-mapped arrays."""
+        return False
+
+    @property
+    def supports_lock(self) -> bool:
+        """True if :meth:`lock` returns a lock shared by the processes using this tier.
+
+        Default: False (and :meth:`lock` raises :class:`~scaleforge.errors.CacheError`).
+        """
         return False
 
     # ---- dict-style sugar ------------------------------------------------------------

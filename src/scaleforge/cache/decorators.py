@@ -22,6 +22,17 @@ instance) or ``register_hasher``. A ``cls`` argument (class methods) and any
 other class object is tokenised by its ``module.qualname``. ``@cached`` can be
 applied above or below ``@staticmethod`` / ``@classmethod``.
 
+Miss diagnostics
+----------------
+Each stored entry joins its function's index with a compact summary (a
+hash of the code and version, one hash per argument token). When a call
+misses, the index is read from the in-process memory tier only (no decode,
+no I/O; skipped for disk- or Redis-only caches and before the process stored
+anything) and compared with the summaries in one pass: if the nearest entry
+differs in exactly one argument, ``scaleforge_cache_miss_argument_total
+{function, argument}`` is incremented. Hits never pay for it; ``get_many``
+diagnoses at most 8 misses per batch. ``explain()`` gives the full story.
+
 Failures
 --------
 A cache failure never fails the computation: an exception from a tier's
@@ -47,14 +58,18 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from scaleforge.cache._bound import BoundCachedFunction
 from scaleforge.cache.base import MISSING, Tier, check_key, check_ttl
 from scaleforge.cache.explain import (
     ArgumentPlan,
     add_to_index,
     argument_token,
     build_manifest,
+    changed_argument,
+    code_id,
     describe_miss,
     index_key,
+    index_summary,
     manifest_key,
     read_index,
     short_repr,
@@ -80,6 +95,7 @@ _MEMO_MAX = 4096  # memoised keys of scalar-only calls per function
 _PENDING_MAX = 16_384  # manifests computed by key() awaiting store()
 _SYNC_INTERVAL_S = 1.0  # longest delay before hits reach Prometheus
 _REVALIDATE_S = 1.0  # how often a hit re-checks the function identity (helpers re-bound)
+_DIAGNOSE_PER_BATCH = 8  # misses of one get_many() checked for a single changed argument
 
 
 # ---- process-wide default cache ---------------------------------------------------------
@@ -258,6 +274,11 @@ class CachedFunction(Generic[P, R]):
             "Cache failures inside @cached functions (the call still returned its result)",
             ["function", "op"],
         )
+        self._m_miss_argument = counter(
+            "scaleforge_cache_miss_argument_total",
+            "Misses of @cached functions whose nearest stored entry differs in exactly this one argument",
+            ["function", "argument"],
+        )
 
     # -- pickling: never ship the resolved cache -----------------------------------------------
     def __reduce__(self) -> str | tuple[Any, ...]:
@@ -295,10 +316,10 @@ class CachedFunction(Generic[P, R]):
         if self._binding == "static":
             return self
         if self._binding == "class":
-            return _BoundCachedFunction(self, owner if owner is not None else type(instance))
+            return BoundCachedFunction(self, owner if owner is not None else type(instance))
         if instance is None:
             return self
-        return _BoundCachedFunction(self, instance)
+        return BoundCachedFunction(self, instance)
 
     def __repr__(self) -> str:
         return f"<CachedFunction {self._owner}>"
@@ -462,13 +483,42 @@ class CachedFunction(Generic[P, R]):
         if not stored:
             return False
         try:
+            summary = None
             if manifest is not None:
                 cache.set(manifest_key(key), manifest, ttl_s=self._ttl_s)
+                summary = index_summary(manifest)
             with self._lock:  # index updates are read-modify-write
-                add_to_index(cache, self._index_key, key)
+                add_to_index(cache, self._index_key, key, summary)
         except Exception as exc:
             self._error("manifest", exc)
         return True
+
+    def _diagnose_miss(self, cache: Tier, tokens: Mapping[str, str] | None, values: Any = None) -> None:
+        """Count ``scaleforge_cache_miss_argument_total`` if this miss changed one argument.
+
+        See :func:`scaleforge.cache.explain.changed_argument` for the cost
+        bounds (memory-tier index only, one pass). Best effort: never raises.
+        """
+        try:
+            if (
+                tokens is None
+                and values is not None
+                and changed_argument(cache, self._index_key, 0, None) == ""
+            ):
+                tokens = self._key_of_values(values)[1]  # memoised key: tokenise again (scalars, cheap)
+            if tokens is None:
+                return
+            code = code_id(self._fn_digest, self._version)
+            name = changed_argument(cache, self._index_key, code, tokens)
+            if name:
+                self._m_miss_argument.labels(function=self._owner, argument=name).inc()
+        except Exception:  # diagnostics must never fail a call
+            logger.debug("miss diagnostics failed for %s", self._owner, exc_info=True)
+
+    def _diagnose_manifest(self, cache: Tier, manifest: Mapping[str, Any]) -> None:
+        args = manifest.get("args")
+        if isinstance(args, Mapping):
+            self._diagnose_miss(cache, {name: str(pair[0]) for name, pair in args.items()})
 
     def _index(self, cache: Tier) -> list[str]:
         try:
@@ -535,6 +585,14 @@ class CachedFunction(Generic[P, R]):
         self._misses += 1
         self._m_miss.inc()
         self._sync_hits()
+        if tokens is None:
+            try:
+                values = self._plan.values(args, kwargs, self._owner)
+            except Exception:  # the key was found for these arguments: cannot happen, be safe
+                values = None
+            self._diagnose_miss(cache, None, values)
+        else:
+            self._diagnose_miss(cache, tokens)
         return self._compute_and_store(cache, key, args, kwargs, recheck=True, tokens=tokens)
 
     def call_uncached(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -652,6 +710,13 @@ class CachedFunction(Generic[P, R]):
             with self._lock:  # hits will not be stored: drop the manifests key() kept for them
                 for key in found:
                     self._pending.pop(key, None)
+        if len(found) < len(wanted) and self._pending:
+            # Diagnose a few misses per batch from the manifests key() kept (bounded cost).
+            with self._lock:
+                manifests = [self._pending.get(k) for k in wanted if k not in found]
+            cache = self._current_cache()
+            for manifest in [m for m in manifests if m is not None][:_DIAGNOSE_PER_BATCH]:
+                self._diagnose_manifest(cache, manifest)
         self._hits += len(found)
         self._misses += len(wanted) - len(found)
         self._m_miss.inc(len(wanted) - len(found))
@@ -663,9 +728,10 @@ class CachedFunction(Generic[P, R]):
     ) -> AbstractContextManager[bool]:
         """Single-flight lock of ``key``: a context manager yielding True if acquired.
 
-        Across threads always; across processes and machines when the cache
-        has a shared tier with a lock (Redis), whose expiry is ``lock_expiry_s``.
-        It yields False when the wait timed out or the shared tier could not
+        Across threads always; across the processes of a machine when the
+        cache has a ``DiskTier`` (a file lock); across machines when it has a
+        ``RedisTier`` (a Redis lock with expiry ``lock_expiry_s``, renewed
+        while held); see :mod:`scaleforge.cache.singleflight`. It yields False when the wait timed out or the shared tier could not
         take the lock (``RedisTier`` reports a down Redis that way): look the
         key up again, then compute anyway.
 
@@ -772,41 +838,6 @@ class CachedFunction(Generic[P, R]):
         return describe_miss(current, found.values())
 
 
-class _BoundCachedFunction:
-    """A :class:`CachedFunction` bound to an instance (or a class): passes it as first argument."""
-
-    __slots__ = ("__self__", "__wrapped__", "_cf")
-
-    def __init__(self, cf: CachedFunction[..., Any], obj: object) -> None:
-        self._cf = cf
-        self.__self__ = obj
-        self.__wrapped__ = cf.__wrapped__  # type: ignore[attr-defined]
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._cf(self.__self__, *args, **kwargs)
-
-    def call_uncached(self, *args: Any, **kwargs: Any) -> Any:
-        return self._cf.call_uncached(self.__self__, *args, **kwargs)
-
-    def key(self, *args: Any, **kwargs: Any) -> str:
-        return self._cf.key(self.__self__, *args, **kwargs)
-
-    def lookup(self, *args: Any, **kwargs: Any) -> Any:
-        return self._cf.lookup(self.__self__, *args, **kwargs)
-
-    def refresh(self, *args: Any, **kwargs: Any) -> Any:
-        return self._cf.refresh(self.__self__, *args, **kwargs)
-
-    def explain(self, *args: Any, **kwargs: Any) -> str:
-        return self._cf.explain(self.__self__, *args, **kwargs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._cf, name)
-
-    def __repr__(self) -> str:
-        return f"<bound {self._cf!r} of {self.__self__!r}>"
-
-
 def _rebuild(func: Callable[..., Any], binding: str, options: dict[str, Any]) -> CachedFunction[..., Any]:
     raw: Any = func
     if binding == "static":
@@ -879,8 +910,9 @@ def cached(
     mmap : bool, default=False
         Return array results found on disk as read-only memory maps.
     lock_expiry_s : float, default=60.0
-        Expiry of the cross-process single-flight lock (Redis): the longest a
-        dead holder blocks the others. Set it above the usual run time.
+        Expiry of the Redis single-flight lock: the longest a dead holder
+        blocks the others. A live holder renews it every ``lock_expiry_s / 3``,
+        so computations may run longer than this and still run once.
 
     Returns
     -------

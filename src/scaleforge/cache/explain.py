@@ -15,15 +15,23 @@ parts, newest on ties) and says what differs::
     miss: argument 'steps' differs (100 -> 200)
     miss: code of helper 'mymod.grad' changed
     miss: version changed ('1' -> '2')
+
+The function's *index* (its last :data:`INDEX_CAP` keys) stores with each key
+a compact summary (:func:`index_summary`: 64-bit hashes of the code and of
+each argument token), so :func:`single_argument_change` can tell at miss time,
+from the index alone, which single argument a call changed.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import operator
 import reprlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import xxhash
 
 from scaleforge.errors import InvalidParameterError
 
@@ -34,12 +42,17 @@ __all__ = [
     "add_to_index",
     "argument_token",
     "build_manifest",
+    "changed_argument",
+    "code_id",
     "describe_miss",
     "index_key",
+    "index_summary",
     "manifest_key",
     "read_index",
     "short_repr",
+    "single_argument_change",
     "tier_stats",
+    "token_hashes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -386,24 +399,194 @@ def manifest_key(key: str) -> str:
     return _make_key({"scaleforge.cached.manifest": key})
 
 
+def _entry_key(entry: object) -> str | None:
+    """The cache key of one index entry: a str (schema 1) or ``(key, code_id, hashes)``."""
+    if isinstance(entry, str):
+        return entry
+    if isinstance(entry, tuple) and len(entry) == 3 and isinstance(entry[0], str):
+        return entry[0]
+    return None
+
+
 def read_index(cache: Any, key_of_index: str) -> list[str]:
     """Return the keys recorded in a function's index (``[]`` when absent)."""
     index = cache.get(key_of_index, None)
-    return [k for k in index if isinstance(k, str)] if isinstance(index, list) else []
+    if not isinstance(index, list):
+        return []
+    return [k for k in map(_entry_key, index) if k is not None]
 
 
-def add_to_index(cache: Any, key_of_index: str, key: str) -> None:
+def index_summary(manifest: Mapping[str, Any]) -> tuple[int, tuple[int, ...]] | None:
+    """Return the compact description of an entry kept in its function's index.
+
+    ``(code_id, hashes)``: a 64-bit hash of the function digest and version,
+    and one 64-bit hash per argument token, in signature order. That is enough
+    to tell, at miss time and from the index alone, which single argument a
+    call changed (:func:`single_argument_change`); the full manifests stay
+    separate entries, read only by ``explain``.
+
+    Parameters
+    ----------
+    manifest : mapping
+        A manifest from :func:`build_manifest`.
+
+    Returns
+    -------
+    tuple or None
+        None if the manifest is malformed.
+    """
+    try:
+        args: Mapping[str, Any] = manifest["args"]
+        tokens = [str(pair[0]) for pair in args.values()]
+        return code_id(str(manifest["digest"]), manifest.get("version")), token_hashes(tokens)
+    except (KeyError, TypeError, IndexError, AttributeError):
+        return None
+
+
+def code_id(digest: str, version: str | None) -> int:
+    """Return the 64-bit id of a function's code and ``version`` used in index summaries."""
+    return xxhash.xxh3_64_intdigest(f"{digest}\0{version or ''}".encode())
+
+
+def token_hashes(tokens: Iterable[str]) -> tuple[int, ...]:
+    """Return one 64-bit hash per argument token (index summaries stay small)."""
+    return tuple(xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in tokens)
+
+
+def add_to_index(
+    cache: Any, key_of_index: str, key: str, summary: tuple[int, tuple[int, ...]] | None = None
+) -> None:
     """Append ``key`` to a function's index (read-modify-write, capped at :data:`INDEX_CAP`).
 
     Callers serialise this within a process; writers in other processes may
     drop each other's additions (``clear`` then misses those entries, which
     still expire or get evicted as usual).
+
+    Parameters
+    ----------
+    cache : Tier
+        The cache holding the index.
+    key_of_index : str
+        From :func:`index_key`.
+    key : str
+        The entry's key.
+    summary : tuple, optional
+        From :func:`index_summary`; stored with the key so misses can be
+        diagnosed from the index alone. Without it only the key is recorded.
     """
-    keys = read_index(cache, key_of_index)
-    if key in keys:
+    index = cache.get(key_of_index, None)
+    entries = list(index) if isinstance(index, list) else []
+    if any(_entry_key(e) == key for e in entries):
         return
-    keys.append(key)
-    cache.set(key_of_index, keys[-INDEX_CAP:])
+    entries.append(key if summary is None else (key, summary[0], summary[1]))
+    cache.set(key_of_index, entries[-INDEX_CAP:])
+
+
+def single_argument_change(entries: Sequence[Any], code: int, hashes: tuple[int, ...]) -> int | None:
+    """Return the position of the one argument in which a miss differs from its nearest entry.
+
+    The nearest entry is the one with the fewest differing parts (the code
+    and version count as one part), the newest on ties, as in
+    :func:`describe_miss`. One pass over the index, no other reads.
+
+    Parameters
+    ----------
+    entries : sequence
+        A function's index as stored (oldest first); entries without a
+        summary (schema 1) are skipped.
+    code : int
+        :func:`code_id` of the call.
+    hashes : tuple of int
+        :func:`token_hashes` of the call's argument tokens.
+
+    Returns
+    -------
+    int or None
+        The argument's position in ``hashes``; None when the nearest entry
+        differs in something else (the code, several arguments), when an
+        entry with the same code and arguments exists (it was evicted or
+        expired), or when there is nothing to compare with.
+
+    Examples
+    --------
+    >>> index = [("k1", 7, (1, 2, 3)), ("k2", 7, (1, 5, 3))]
+    >>> single_argument_change(index, 7, (1, 5, 4))
+    2
+    >>> single_argument_change(index, 8, (1, 5, 4)) is None
+    True
+    """
+    n = len(hashes)
+    ne = operator.ne
+    candidate: int | None = None
+    for entry in reversed(entries):  # newest first: the first entry at distance 1 wins ties
+        if type(entry) is not tuple or len(entry) != 3:
+            continue
+        theirs = entry[2]
+        if type(theirs) is not tuple or len(theirs) != n:
+            continue
+        if entry[1] == code:
+            differing = sum(map(ne, theirs, hashes))
+            if differing == 0:
+                return None  # the same call was stored before: evicted or expired
+            if differing == 1 and candidate is None:
+                candidate = next(i for i in range(n) if theirs[i] != hashes[i])
+        elif candidate is None and theirs == hashes:
+            candidate = -1  # nearest differs in its code only
+    return candidate if candidate is not None and candidate >= 0 else None
+
+
+def _memory_tier_of(cache: Any) -> Any:
+    """The in-process ``MemoryTier`` of ``cache`` (itself, or a ``TieredCache``'s first tier), or None."""
+    from scaleforge.cache.memory import MemoryTier
+    from scaleforge.cache.tiered import TieredCache
+
+    if isinstance(cache, TieredCache):
+        cache = cache.tiers[0]
+    return cache if isinstance(cache, MemoryTier) else None
+
+
+def changed_argument(
+    cache: Any, key_of_index: str, code: int, tokens: Mapping[str, str] | None
+) -> str | None:
+    """Name the one argument in which a missing call differs from its nearest entry, if any.
+
+    Cheap by construction, so ``@cached`` can run it on every miss: the index
+    is read only from the in-process memory tier (``cache`` itself or the
+    first tier of a ``TieredCache``) with ``MemoryTier.peek`` — one dict
+    lookup, no decode, no I/O, no stats — and compared in one pass over its
+    at most :data:`INDEX_CAP` compact summaries (:func:`single_argument_change`).
+    Disk- or Redis-only caches, and a process that has not stored anything
+    yet, are not diagnosed: there, reading and decoding the index would cost
+    a round trip per miss.
+
+    Parameters
+    ----------
+    cache : Tier
+        The cache in use.
+    key_of_index : str
+        From :func:`index_key`.
+    code : int
+        :func:`code_id` of the call.
+    tokens : mapping of str to str or None
+        The call's argument tokens in signature order. None only asks whether
+        a diagnosis is possible at all.
+
+    Returns
+    -------
+    str or None
+        The argument name; None when nothing qualifies. With ``tokens=None``:
+        ``""`` if an index is available (a diagnosis is possible), else None.
+    """
+    memory = _memory_tier_of(cache)
+    if memory is None:
+        return None
+    entries = memory.peek(key_of_index)
+    if not isinstance(entries, list) or not entries:
+        return None
+    if tokens is None:
+        return ""
+    position = single_argument_change(entries, code, token_hashes(tokens.values()))
+    return None if position is None else list(tokens)[position]
 
 
 def tier_stats(cache: Any) -> dict[str, dict[str, Any]]:

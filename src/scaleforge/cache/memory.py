@@ -150,6 +150,28 @@ class MemoryTier(Tier):
             self._c.misses += 1
             return default
 
+    def peek(self, key: str, default: Any = None) -> Any:
+        """Return the value under ``key`` without counting a hit or miss or refreshing its LRU position.
+
+        For bookkeeping reads (``@cached``'s miss diagnostics) that must not
+        skew the tier's statistics or eviction order.
+
+        Parameters
+        ----------
+        key : str
+            The cache key.
+        default : object, default=None
+            Returned when the key is absent or expired.
+
+        Returns
+        -------
+        object
+        """
+        entry = self._data.get(key)  # a dict read is atomic under the GIL
+        if entry is None or (entry[2] and entry[2] <= time.monotonic()):
+            return default
+        return entry[0]
+
     def set(self, key: str, value: Any, *, ttl_s: float | None = None) -> bool:
         """Store ``value`` by reference (see :meth:`Tier.set`)."""
         check_key(key, "MemoryTier")

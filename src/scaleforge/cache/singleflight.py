@@ -4,17 +4,27 @@ Two layers of locking, taken in this order:
 
 1. **In-process**: one :class:`threading.Lock` per key, created on demand and
    dropped when its last user leaves (:class:`KeyLocks`). Always on.
-2. **Cross-process / cross-machine**: when the cache contains a shared tier
-   with a lock primitive (a :class:`~scaleforge.cache.redis.RedisTier`, alone
-   or inside a :class:`~scaleforge.cache.tiered.TieredCache`), its
-   ``lock(name, *, timeout_s, blocking_timeout_s)`` context manager. That lock
-   has an expiry (``expiry_s``), so a holder that dies (``kill -9``, a lost
-   machine) blocks the others for at most ``expiry_s`` seconds; the waiters then
-   compute themselves.
+2. **Cross-process / cross-machine**: when the cache declares
+   :attr:`~scaleforge.cache.base.Tier.supports_lock`, its
+   ``lock(name, *, timeout_s, blocking_timeout_s)`` context manager:
+
+   * a :class:`~scaleforge.cache.disk.DiskTier` locks a file (``fcntl.flock``):
+     the processes of one machine compute a key once, and a holder that dies
+     frees the lock at once;
+   * a :class:`~scaleforge.cache.redis.RedisTier` takes a Redis lock with an
+     expiry (``expiry_s``) that a heartbeat renews every ``expiry_s / 3`` while
+     the holder computes, so long computations run once, and a holder that
+     dies (``kill -9``, a lost machine) blocks the others for at most
+     ``expiry_s`` seconds;
+   * a :class:`~scaleforge.cache.tiered.TieredCache` takes the locks of its
+     tiers fastest first (disk, then Redis: one process per machine waits on Redis).
+
+   Without a timeout, waiters wait until the holder releases (or loses) the
+   lock, then look the key up again: they get the holder's result.
 
 A failing shared lock never fails the caller: if Redis is down, the lock
-degrades to in-process only (the computation may then run once per process),
-the failure is logged and counted in ``scaleforge_singleflight_errors_total``.
+degrades to what is left (the computation may then run once per process or
+machine), the failure is logged and counted in ``scaleforge_singleflight_errors_total``.
 
 Only one thread per process waits on the shared lock (the in-process lock is
 taken first), so a process full of threads does not poll Redis once per thread.
@@ -30,6 +40,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from scaleforge.cache.base import Tier
 from scaleforge.errors import InvalidParameterError
 
 __all__ = ["DEFAULT_EXPIRY_S", "KeyLocks", "find_lock_tier", "single_flight"]
@@ -119,12 +130,10 @@ if hasattr(os, "register_at_fork"):
 
 
 def find_lock_tier(cache: object) -> Any | None:
-    """Return the tier of ``cache`` that offers a cross-process lock, or None.
+    """Return ``cache`` if it offers a cross-process lock (``supports_lock``), else None.
 
-    A tier qualifies when it is shared (``is_shared``) and has a callable
-    ``lock(name, *, timeout_s, blocking_timeout_s)`` (today: ``RedisTier``).
-    ``cache`` itself is checked first, then the tiers of a ``TieredCache``
-    (its ``tiers`` attribute), fastest first.
+    A :class:`~scaleforge.cache.tiered.TieredCache` supports locks when one of
+    its tiers does, and combines them itself (:meth:`TieredCache.lock`).
 
     Parameters
     ----------
@@ -135,19 +144,14 @@ def find_lock_tier(cache: object) -> Any | None:
     -------
     Tier or None
     """
-    candidates: list[object] = [cache]
-    tiers = getattr(cache, "tiers", None)
-    if tiers is not None:
-        with contextlib.suppress(TypeError):
-            candidates.extend(tiers)
-    for tier in candidates:
-        try:
-            shared = bool(getattr(tier, "is_shared", False))
-        except Exception:  # a broken property must not break the caller
-            continue
-        if shared and callable(getattr(tier, "lock", None)):
-            return tier
-    return None
+    if not isinstance(cache, Tier):
+        return None
+    try:
+        supported = cache.supports_lock is True
+    except Exception:  # a broken property must not break the caller
+        logger.debug("reading supports_lock of %r failed", cache, exc_info=True)
+        return None
+    return cache if supported else None
 
 
 def _count_error(op: str) -> None:
@@ -221,9 +225,9 @@ def single_flight(
         Longest total wait when blocking (None: wait until the holder releases
         it or its cross-process lock expires).
     expiry_s : float, default=60.0
-        Expiry of the cross-process lock: a holder that dies blocks the others
-        for at most this long. Must exceed the usual computation time, or a
-        slow computation may run twice (never deadlock).
+        Expiry of a Redis lock: a holder that dies blocks the others for at
+        most this long. A live holder renews it every ``expiry_s / 3``, so
+        computations may take longer than this.
 
     Yields
     ------
@@ -258,8 +262,9 @@ def single_flight(
         if not blocking:
             wait: float | None = 0.0
         elif timeout_s is None:
-            # Waiting longer than the expiry is pointless: by then a dead holder's lock is gone.
-            wait = expiry_s + 1.0
+            # Until the holder releases: a live holder renews its lock, a dead one frees it
+            # (file lock) or lets it expire within expiry_s (Redis).
+            wait = None
         else:
             wait = max(0.0, timeout_s - (time.monotonic() - start))
         with _shared_lock(tier, f"singleflight:{key}", expiry_s=float(expiry_s), wait_s=wait) as shared:

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 from scaleforge._validation import check_choice
@@ -120,6 +121,48 @@ class TieredCache(Tier):
     def supports_mmap(self) -> bool:
         """True if any tier can return memory-mapped arrays."""
         return any(t.supports_mmap for t in self._tiers)
+
+    @property
+    def supports_lock(self) -> bool:
+        """True if any tier has a cross-process lock (:meth:`lock`)."""
+        return any(t.supports_lock for t in self._tiers)
+
+    def lock(
+        self, name: str, *, timeout_s: float = 60.0, blocking_timeout_s: float | None = 60.0
+    ) -> AbstractContextManager[bool]:
+        """Return the locks of the tiers that have one, taken fastest first.
+
+        The first such tier's lock is taken first, then each slower tier's, all
+        within one ``blocking_timeout_s`` budget. On ``[memory, disk, redis]``
+        the disk file lock lets one process per machine through, and only that
+        one then waits on the Redis lock, which excludes the other machines.
+
+        Parameters
+        ----------
+        name : str
+            Lock name (the cache key being computed).
+        timeout_s : float, default=60.0
+            Passed to each tier's lock (the Redis expiry).
+        blocking_timeout_s : float or None, default=60.0
+            Longest total wait; None waits for the holders.
+
+        Returns
+        -------
+        contextlib.AbstractContextManager of bool
+            ``__enter__`` is True when every lock is held. It is False when one
+            timed out (the slower ones are then not tried) or a backend could
+            not take its lock; the locks already taken stay held for the block.
+
+        Raises
+        ------
+        CacheError
+            If no tier supports locks (check :attr:`supports_lock`).
+        """
+        check_key(name, "TieredCache.lock")
+        tiers = [t for t in self._tiers if t.supports_lock]
+        if not tiers:
+            return super().lock(name, timeout_s=timeout_s, blocking_timeout_s=blocking_timeout_s)
+        return _ChainedLock(self, tiers, name, timeout_s, blocking_timeout_s)
 
     def _failed(self, tier: Tier, op: str, exc: BaseException) -> None:
         self._errors += 1
@@ -323,6 +366,48 @@ class TieredCache(Tier):
                 tier.close()
             except Exception as exc:
                 self._failed(tier, "close", exc)
+
+
+class _ChainedLock:
+    """The locks of several tiers, taken in order and released in reverse."""
+
+    def __init__(
+        self,
+        owner: TieredCache,
+        tiers: Sequence[Tier],
+        name: str,
+        timeout_s: float,
+        blocking_timeout_s: float | None,
+    ) -> None:
+        self._owner = owner
+        self._tiers = tiers
+        self._name = name
+        self._timeout_s = timeout_s
+        self._wait = blocking_timeout_s
+        self._held: list[AbstractContextManager[bool]] = []
+
+    def __enter__(self) -> bool:
+        deadline = None if self._wait is None else time.monotonic() + self._wait
+        for tier in self._tiers:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                manager = tier.lock(self._name, timeout_s=self._timeout_s, blocking_timeout_s=wait)
+                held = manager.__enter__()
+            except Exception as exc:  # a third-party tier breaking the contract
+                self._owner._failed(tier, "lock", exc)
+                return False
+            self._held.append(manager)
+            if held is False:
+                return False
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        while self._held:
+            manager = self._held.pop()
+            try:
+                manager.__exit__(None, None, None)
+            except Exception as err:
+                logger.debug("releasing a tier lock failed: %r", err)
 
 
 def _rebuild_tiered(tiers: list[Tier], policy: str, promote: bool, name: str) -> TieredCache:

@@ -117,6 +117,45 @@ class FrameCodec(Codec):
         SerializationError
             If the value cannot be pickled.
         """
+        head, segments, payload_len, kind = self._encode_parts(value)
+        mac = _NO_MAC if self._signer is None else self._signer.mac([head, *segments])
+        if payload_len < _INLINE_BYTES:
+            buffers_out: tuple[bytes | memoryview, ...] = (b"".join((head, *segments, mac)),)
+        else:
+            buffers_out = (head, *segments, mac)
+        return EncodedValue(buffers_out, len(head) + payload_len + MAC_BYTES, kind)
+
+    def encode_unsigned(self, value: Any) -> EncodedValue:
+        """Encode ``value`` without its MAC trailer, for writers that MAC while they write.
+
+        The entry is these buffers followed by :data:`MAC_BYTES` bytes: the
+        digest of the buffers by :meth:`mac_hasher`, or zeros when the codec is
+        unsigned (:meth:`trailer`). ``DiskTier`` uses it to hash each chunk of a
+        large value right before writing it, so the data is read once while it
+        is in the CPU cache instead of once for the MAC and once for the write.
+
+        Parameters
+        ----------
+        value : object
+
+        Returns
+        -------
+        EncodedValue
+            ``nbytes`` excludes the trailer. Nothing is copied for large arrays.
+
+        Raises
+        ------
+        SerializationError
+            If the value cannot be pickled.
+        """
+        head, segments, payload_len, kind = self._encode_parts(value)
+        return EncodedValue((head, *segments), len(head) + payload_len, kind)
+
+    def trailer(self, hasher: Any) -> bytes:
+        """Return the MAC trailer from a :meth:`mac_hasher` fed the whole entry body (zeros if unsigned)."""
+        return _NO_MAC if hasher is None else bytes(hasher.digest())
+
+    def _encode_parts(self, value: Any) -> tuple[bytes, list[bytes | memoryview], int, str]:
         segments: list[bytes | memoryview]
         if is_raw_array(value):
             kind = KIND_ARRAY
@@ -148,14 +187,7 @@ class FrameCodec(Codec):
         alg = 0 if self._signer is None else self._signer.algorithm_id
         fixed = _FIXED.pack(MAGIC, VERSION, kind, method, alg, len(meta_bytes), payload_len)
         head = fixed + meta_bytes
-        mac = _NO_MAC if self._signer is None else self._signer.mac([head, *segments])
-        if payload_len < _INLINE_BYTES:
-            buffers_out: tuple[bytes | memoryview, ...] = (b"".join((head, *segments, mac)),)
-        else:
-            buffers_out = (head, *segments, mac)
-        return EncodedValue(
-            buffers_out, len(head) + payload_len + MAC_BYTES, "array" if kind == KIND_ARRAY else "pickle"
-        )
+        return head, segments, payload_len, "array" if kind == KIND_ARRAY else "pickle"
 
     # ---- decode ----------------------------------------------------------------------
     def mac_hasher(self) -> Any:
@@ -267,5 +299,12 @@ class FrameCodec(Codec):
         for raw_n, n in zip(raw_lens, stored, strict=False):
             seg = payload[pos : pos + n]
             pos += n
-            parts.append(seg if method == _comp.NONE else _comp.decompress(seg, method, raw_n))
+            if method == _comp.NONE:
+                parts.append(seg)
+            elif raw_n == 0:  # empty buffers are stored as zero bytes, not as a compressed frame
+                if n != 0:
+                    raise ValueError("an empty segment has stored bytes")
+                parts.append(bytearray())
+            else:
+                parts.append(_comp.decompress(seg, method, raw_n))
         return parts

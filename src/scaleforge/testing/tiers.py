@@ -14,7 +14,10 @@ The suite checks the :class:`~scaleforge.cache.base.Tier` contract: round
 trips of the values a scientific cache holds (arrays of every layout,
 containers of arrays, builtins, ``None``), misses, dict sugar, delete and
 clear, batches, input validation, stats, and the optional capabilities a tier
-declares (``supports_ttl``, ``supports_mmap``).
+declares (``supports_ttl``, ``supports_mmap``, ``supports_lock``: a lock that
+excludes a second holder, or ``CacheError`` from the default ``lock``).
+
+:class:`scaleforge.testing.codecs.CodecTests` is the matching suite for codecs.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 import pytest
 
 from scaleforge.cache.base import MISSING, Tier
-from scaleforge.errors import InvalidParameterError
+from scaleforge.errors import CacheError, InvalidParameterError
 
 __all__ = ["TierTests", "assert_same_value", "sample_values"]
 
@@ -221,6 +224,21 @@ class TierTests:
         assert isinstance(tier.is_shared, bool)
         assert isinstance(tier.supports_ttl, bool)
         assert isinstance(tier.supports_mmap, bool)
+        assert isinstance(tier.supports_lock, bool)
+
+    def test_lock_matches_supports_lock(self, tier: Tier) -> None:
+        if not tier.supports_lock:
+            with pytest.raises(CacheError, match="supports_lock"):
+                tier.lock("conformance-lock")
+            return
+        with tier.lock("conformance-lock", timeout_s=30, blocking_timeout_s=0) as held:
+            assert held is True
+            with tier.lock("conformance-lock", timeout_s=30, blocking_timeout_s=0) as other:
+                assert other is False  # a second holder is excluded
+            with tier.lock("conformance-other", timeout_s=30, blocking_timeout_s=0) as other:
+                assert other is True  # names are independent
+        with tier.lock("conformance-lock", timeout_s=30, blocking_timeout_s=0) as held:
+            assert held is True  # released on exit
 
     def test_close_is_idempotent_via_context_manager(self, tier: Tier) -> None:
         with tier as t:

@@ -11,7 +11,8 @@ import pytest
 
 from scaleforge.cache.memory import MemoryTier
 from scaleforge.cache.singleflight import KeyLocks, find_lock_tier, single_flight
-from scaleforge.errors import InvalidParameterError
+from scaleforge.cache.tiered import TieredCache
+from scaleforge.errors import CacheError, InvalidParameterError
 from scaleforge.monitor.metrics import REGISTRY
 
 
@@ -29,6 +30,10 @@ class LockingTier(MemoryTier):
     def is_shared(self) -> bool:
         return True
 
+    @property
+    def supports_lock(self) -> bool:
+        return True
+
     @contextlib.contextmanager
     def lock(self, name: str, *, timeout_s: float, blocking_timeout_s: float | None) -> Iterator[bool]:
         self.calls.append((name, timeout_s, blocking_timeout_s))
@@ -44,12 +49,15 @@ class LockingTier(MemoryTier):
                 self.released += 1
 
 
-class Tiers(MemoryTier):
-    """Stands for a TieredCache: a tier exposing its sub-tiers as ``tiers``."""
+class SharedNoLock(MemoryTier):
+    """Shared, with a ``lock`` attribute, but no declared lock: must not be probed."""
 
-    def __init__(self, tiers: list[Any]) -> None:
-        super().__init__(max_bytes=10**6)
-        self.tiers = tiers
+    @property
+    def is_shared(self) -> bool:
+        return True
+
+    def lock(self, name: str, **kwargs: Any) -> Any:  # type: ignore[override]
+        raise AssertionError("single flight must not call lock() on a tier without supports_lock")
 
 
 def errors_metric(op: str) -> float:
@@ -116,27 +124,72 @@ def test_key_locks_serialise_threads() -> None:
     assert len(locks) == 0
 
 
-def test_find_lock_tier() -> None:
+def test_find_lock_tier_uses_the_supports_lock_capability() -> None:
     plain = MemoryTier(max_bytes=10**6)
     shared = LockingTier()
+    assert plain.supports_lock is False
     assert find_lock_tier(plain) is None
+    assert find_lock_tier(SharedNoLock(max_bytes=10**6)) is None  # is_shared + a lock attribute is not enough
     assert find_lock_tier(shared) is shared
-    assert find_lock_tier(Tiers([plain, shared])) is shared
-    assert find_lock_tier(Tiers([plain])) is None
+    assert find_lock_tier(object()) is None
+    with_lock = TieredCache([plain, shared])
+    assert with_lock.supports_lock is True
+    assert find_lock_tier(with_lock) is with_lock
+    without = TieredCache([plain, SharedNoLock(max_bytes=10**6)])
+    assert without.supports_lock is False and find_lock_tier(without) is None
+    with single_flight(without, "k") as held:  # in-process lock only
+        assert held is True
 
 
-def test_real_tiered_cache_with_a_lock_tier_is_found() -> None:
-    tiered = pytest.importorskip("scaleforge.cache.tiered")
-    shared = LockingTier()
-    cache = tiered.TieredCache([MemoryTier(max_bytes=10**6), shared])
-    assert find_lock_tier(cache) is shared
+def test_the_default_tier_lock_raises_cache_error() -> None:
+    with pytest.raises(CacheError, match="supports_lock"):
+        MemoryTier(max_bytes=10**6).lock("k")
+    with pytest.raises(CacheError, match="supports_lock"):
+        TieredCache([MemoryTier(max_bytes=10**6)]).lock("k")
+
+
+def test_tiered_lock_takes_every_tier_lock_fastest_first() -> None:
+    first, second = LockingTier(), LockingTier()
+    cache = TieredCache([MemoryTier(max_bytes=10**6), first, second])
+    with single_flight(cache, "key2", expiry_s=5.0) as held:
+        assert held is True
+        assert first.calls == [("singleflight:key2", 5.0, None)]
+        assert second.calls == [("singleflight:key2", 5.0, None)]
+        assert first.released == second.released == 0
+    assert first.released == second.released == 1
+
+
+def test_tiered_lock_stops_at_a_timed_out_tier_and_keeps_the_faster_locks() -> None:
+    first, second = LockingTier(), LockingTier()
+    cache = TieredCache([first, second])
+    # Another process holds the slower tier's lock.
+    _, release, thread = hold_in_thread(second.lock("singleflight:k", timeout_s=5, blocking_timeout_s=None))
+    try:
+        with single_flight(cache, "k", timeout_s=0.05) as held:
+            assert held is False
+            assert first._locks["singleflight:k"].locked()  # the faster lock stays held for the block
+        assert not first._locks["singleflight:k"].locked()
+        # A timed-out faster tier: the slower one is never tried.
+        _, release1, thread1 = hold_in_thread(
+            first.lock("singleflight:j", timeout_s=5, blocking_timeout_s=None)
+        )
+        n = len(second.calls)
+        with single_flight(cache, "j", blocking=False) as held:
+            assert held is False
+        assert len(second.calls) == n
+        release1.set()
+        thread1.join(timeout=30)
+    finally:
+        release.set()
+        thread.join(timeout=30)
 
 
 def test_single_flight_takes_the_shared_lock_with_expiry() -> None:
     tier = LockingTier()
     with single_flight(tier, "key1", expiry_s=7.0) as held:
         assert held is True
-        assert tier.calls == [("singleflight:key1", 7.0, 8.0)]
+        # No timeout: wait for the holder (a live one renews its lock, a dead one loses it).
+        assert tier.calls == [("singleflight:key1", 7.0, None)]
     assert tier.released == 1
     with single_flight(tier, "key1", blocking=False):
         pass
