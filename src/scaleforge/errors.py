@@ -21,9 +21,18 @@ The tree::
     │   └── WorkerLostError                     a worker process died
     ├── ServeError                              the model server failed
     │   ├── BatchSizeMismatchError              predict returned the wrong number of items
-    │   └── RequestTimeoutError(TimeoutError)   a request missed its deadline
+    │   ├── RequestTimeoutError(TimeoutError)   a request missed its deadline (HTTP 504)
+    │   ├── QueueFullError                      a model's queue is full (HTTP 503 + Retry-After)
+    │   ├── ServerClosingError                  the server is draining (HTTP 503)
+    │   ├── AuthenticationError                 no or a wrong bearer token (HTTP 401)
+    │   └── ModelNotFoundError                  no such model or version (HTTP 404)
     └── JobError                                the job service failed
-        └── JobNotFoundError(KeyError)          no such job (or not yours)
+        ├── JobNotFoundError(KeyError)          no such job (or not yours)
+        └── IdempotencyConflictError            an idempotency key reused for another request
+
+    InvalidParameterError subclasses for bad requests and systems:
+        MalformedBodyError (HTTP 400), UnsupportedMediaTypeError (415), NotAcceptableError (406),
+        PayloadTooLargeError (413), SingularSystemError (a singular PDE system)
 
     ScaleforgeWarning(UserWarning)
 
@@ -34,22 +43,32 @@ Messages name the parameter, the value received and the fix, e.g. ``"The
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "BatchSizeMismatchError",
     "CacheError",
     "ComputeError",
     "ConfigError",
+    "IdempotencyConflictError",
     "IntegrityError",
     "InvalidParameterError",
     "JobError",
     "JobNotFoundError",
+    "MalformedBodyError",
     "MissingDependencyError",
+    "ModelNotFoundError",
+    "NotAcceptableError",
     "NotFittedError",
+    "PayloadTooLargeError",
+    "QueueFullError",
     "RequestTimeoutError",
     "ScaleforgeError",
     "ScaleforgeWarning",
     "SerializationError",
     "ServeError",
+    "ServerClosingError",
+    "SingularSystemError",
     "TaskError",
+    "UnsupportedMediaTypeError",
     "WorkerLostError",
 ]
 
@@ -133,6 +152,53 @@ class RequestTimeoutError(ServeError, TimeoutError):
     """A request was not answered before its deadline."""
 
 
+class QueueFullError(ServeError):
+    """The model's queue is full; retry after :attr:`retry_after_s` seconds.
+
+    Parameters
+    ----------
+    message : str
+    retry_after_s : float
+        Estimated time for the queue to drain.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class ServerClosingError(ServeError):
+    """The batcher is shutting down and accepts no new requests."""
+
+
+class AuthenticationError(ServeError):
+    """A request had no bearer token or a wrong one (HTTP 401)."""
+
+
+class ModelNotFoundError(ServeError):
+    """No loaded model or version by that name (HTTP 404)."""
+
+
+class MalformedBodyError(InvalidParameterError):
+    """The request body cannot be parsed in its declared format (HTTP 400)."""
+
+
+class UnsupportedMediaTypeError(InvalidParameterError):
+    """The request's Content-Type is not a supported wire format (HTTP 415)."""
+
+
+class NotAcceptableError(InvalidParameterError):
+    """No supported format matches the request's Accept header (HTTP 406)."""
+
+
+class PayloadTooLargeError(InvalidParameterError):
+    """The request body exceeds ``max_body_bytes`` (HTTP 413)."""
+
+
+class SingularSystemError(InvalidParameterError):
+    """The system matrix is singular (e.g. a pure Neumann problem with no Dirichlet boundary)."""
+
+
 class JobError(ScaleforgeError):
     """The job service or job store failed."""
 
@@ -142,6 +208,10 @@ class JobNotFoundError(JobError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class IdempotencyConflictError(JobError):
+    """An idempotency key was reused with a different request."""
 
 
 class ScaleforgeWarning(UserWarning):

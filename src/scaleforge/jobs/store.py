@@ -29,7 +29,12 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from scaleforge.errors import InvalidParameterError, JobError, JobNotFoundError
+from scaleforge.errors import (
+    IdempotencyConflictError,
+    InvalidParameterError,
+    JobError,
+    JobNotFoundError,
+)
 from scaleforge.jobs.models import (
     STATUSES,
     Job,
@@ -53,10 +58,6 @@ logger = logging.getLogger(__name__)
 
 _MIGRATION_LOCK_KEY = 0x5CA1EF0B  # pg_advisory_xact_lock key serialising migrations
 _BUSY_TIMEOUT_MS = 30_000
-
-
-class IdempotencyConflictError(JobError):
-    """An idempotency key was reused with a different request."""
 
 
 class JobStore(abc.ABC):

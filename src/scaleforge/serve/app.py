@@ -44,7 +44,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from scaleforge.errors import InvalidParameterError, RequestTimeoutError, ScaleforgeError
+from scaleforge.errors import (
+    InvalidParameterError,
+    PayloadTooLargeError,
+    RequestTimeoutError,
+    ScaleforgeError,
+)
 from scaleforge.monitor import metrics
 from scaleforge.serve.auth import AuthenticationError, TokenAuth
 from scaleforge.serve.batching import BatchPolicy, QueueFullError, ServerClosingError
@@ -68,10 +73,6 @@ __all__ = ["PayloadTooLargeError", "create_app", "error_response"]
 logger = logging.getLogger(__name__)
 
 _DEFAULT_MAX_BODY = 16 * 2**20
-
-
-class PayloadTooLargeError(InvalidParameterError):
-    """The request body exceeds ``max_body_bytes`` (HTTP 413)."""
 
 
 _STATUS: tuple[tuple[type[BaseException], int, str], ...] = (

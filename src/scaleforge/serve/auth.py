@@ -13,13 +13,12 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from scaleforge.errors import InvalidParameterError, ServeError
+from scaleforge.errors import (
+    AuthenticationError,
+    InvalidParameterError,
+)
 
 __all__ = ["AuthenticationError", "TokenAuth"]
-
-
-class AuthenticationError(ServeError):
-    """A request had no bearer token or a wrong one (HTTP 401)."""
 
 
 class TokenAuth:

@@ -39,8 +39,10 @@ from scaleforge._validation import check_choice, check_number
 from scaleforge.errors import (
     BatchSizeMismatchError,
     InvalidParameterError,
+    QueueFullError,
     RequestTimeoutError,
     ServeError,
+    ServerClosingError,
     WorkerLostError,
 )
 
@@ -54,25 +56,6 @@ R = TypeVar("R")
 # Weight of the newest sample in the arrival-gap and batch-time averages: high
 # enough to follow a load change within ~5 requests, low enough to ignore one outlier.
 _EWMA = 0.2
-
-
-class QueueFullError(ServeError):
-    """The model's queue is full; retry after :attr:`retry_after_s` seconds.
-
-    Parameters
-    ----------
-    message : str
-    retry_after_s : float
-        Estimated time for the queue to drain.
-    """
-
-    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class ServerClosingError(ServeError):
-    """The batcher is shutting down and accepts no new requests."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scaleforge._validation import check_choice, check_number
-from scaleforge.errors import InvalidParameterError, ServeError
+from scaleforge.errors import (
+    InvalidParameterError,
+    ModelNotFoundError,
+    ServeError,
+)
 from scaleforge.monitor import metrics
 from scaleforge.serve.adapters import as_model_api
 from scaleforge.serve.base import ModelAPI, ModelContext
@@ -37,10 +41,6 @@ DEFAULT_LATENCY_BUCKETS = (
 )  # fmt: skip
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 _LABELS = ("model", "version")
-
-
-class ModelNotFoundError(ServeError):
-    """No loaded model or version by that name (HTTP 404)."""
 
 
 @dataclass(slots=True)

@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from scaleforge.errors import InvalidParameterError
+from scaleforge.errors import (
+    InvalidParameterError,
+    MalformedBodyError,
+    NotAcceptableError,
+    UnsupportedMediaTypeError,
+)
 
 __all__ = [
     "JSON",
@@ -57,18 +62,6 @@ _REQUEST_TYPES = {
 }
 _ACCEPT_FAST = {"": JSON, "*/*": JSON, "application/json": JSON, "application/*": JSON}
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
-
-
-class MalformedBodyError(InvalidParameterError):
-    """The request body cannot be parsed in its declared format (HTTP 400)."""
-
-
-class UnsupportedMediaTypeError(InvalidParameterError):
-    """The request's Content-Type is not a supported wire format (HTTP 415)."""
-
-
-class NotAcceptableError(InvalidParameterError):
-    """No supported format matches the request's Accept header (HTTP 406)."""
 
 
 def _media(value: str) -> str:

@@ -28,7 +28,11 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from scaleforge._validation import check_choice, check_number
-from scaleforge.errors import InvalidParameterError, ScaleforgeError
+from scaleforge.errors import (
+    InvalidParameterError,
+    ScaleforgeError,
+    SingularSystemError,
+)
 from scaleforge.workloads.pde._memo import memory_cached
 
 __all__ = [
@@ -47,10 +51,6 @@ logger = logging.getLogger(__name__)
 
 #: Largest system solved with sparse LU under ``method="auto"``.
 DIRECT_MAX_UNKNOWNS = 200_000
-
-
-class SingularSystemError(InvalidParameterError):
-    """The system matrix is singular (e.g. a pure Neumann problem with no Dirichlet boundary)."""
 
 
 class PreparedSystem(abc.ABC):
