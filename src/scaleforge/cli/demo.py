@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -12,9 +13,16 @@ __all__ = ["demo"]
 
 
 def demo(
-    out: Path = typer.Option(Path("demo-output"), "--out", help="Directory for plots, summary and the demo cache."),
-    full: bool = typer.Option(False, "--full", help="Standard sizes instead of the quick ones (slower)."),
-    as_json: bool = typer.Option(False, "--json", help="Print the figures as one JSON object on the last line."),
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for plots, summary and the demo's model.")
+    ] = Path("demo-output"),
+    full: Annotated[
+        bool, typer.Option("--full", help="Standard sizes instead of the quick ones (slower).")
+    ] = False,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Skip the model-server step.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the figures as one JSON object on the last line.")
+    ] = False,
 ) -> None:
     """Run the flagship pipeline: cached parallel PDE sweep, probabilistic operator, serving, metrics.
 
@@ -33,6 +41,6 @@ def demo(
 
         figures = run_cache_demo(console, workdir=out)
     else:
-        figures = pipeline.run_demo(out, console=console, quick=not full)
+        figures = pipeline.run_demo(out, console=console, quick=not full, serve=not no_serve)
     if as_json:
         typer.echo(json.dumps({"demo": figures}, default=str))

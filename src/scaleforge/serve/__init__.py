@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "create_app": "scaleforge.serve.app",
     "deploy_ray": "scaleforge.serve.server",
     "run": "scaleforge.serve.server",
+    "serve_in_thread": "scaleforge.serve.server",
 }
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "create_app",
     "deploy_ray",
     "run",
+    "serve_in_thread",
 ]
 
 

@@ -20,10 +20,14 @@ directory (``models/darcy-fno``), one version's directory
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import socket
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +40,7 @@ from scaleforge.serve.registry import META_FILE, ModelRegistry, Routing, import_
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["ServeSpec", "build_app", "deploy_ray", "resolve_target", "run"]
+__all__ = ["ServeSpec", "build_app", "deploy_ray", "resolve_target", "run", "serve_in_thread"]
 
 logger = logging.getLogger(__name__)
 
@@ -321,3 +325,60 @@ def deploy_ray(
     ingress = serve.ingress(builder)
     deployment = serve.deployment(name="ScaleforgeModelServer", num_replicas=num_replicas)(ingress())
     return serve.run(deployment.bind(), name=name, route_prefix=route_prefix)
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 60.0
+) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a background thread; yield its base URL.
+
+    For notebooks, demos and tests: the server starts on a free loopback port
+    (``port=0``), the call returns once it accepts connections, and leaving the
+    block drains in-flight requests and stops it.
+
+    Parameters
+    ----------
+    app : ASGI application
+        E.g. from :func:`scaleforge.serve.create_app`.
+    host : str, default="127.0.0.1"
+    port : int, default=0
+        0 picks a free port.
+    timeout_s : float, default=60.0
+        Longest wait for start-up (models load before the server listens).
+
+    Yields
+    ------
+    str
+        The base URL, e.g. ``"http://127.0.0.1:50123"``.
+
+    Raises
+    ------
+    ServeError
+        If the server does not start within ``timeout_s``.
+    """
+    import uvicorn
+
+    from scaleforge.errors import ServeError
+
+    check_number(port, "port", "serve_in_thread", minimum=0, maximum=65535, integer=True)
+    if port == 0:
+        with socket.socket() as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="scaleforge-serve-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise ServeError(f"The model server did not start on {host}:{port} within {timeout_s} s.")
+            time.sleep(0.01)
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

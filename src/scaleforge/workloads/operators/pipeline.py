@@ -26,16 +26,54 @@ def _say(console: Any, message: str) -> None:
         logger.info("%s", message)
 
 
-def _serve_step(model_path: str, x: Any, console: Any) -> dict[str, Any]:
-    """Start the model server on the saved model and print mean/std for one field (when available)."""
-    if importlib.util.find_spec("scaleforge.serve") is None:
-        _say(
-            console, "[yellow]4/5[/] model server: skipped (scaleforge.serve is not installed in this build)"
+def _serve_step(model_path: str, resolution: int, console: Any) -> dict[str, Any]:
+    """Publish the trained model, serve it over HTTP, and query it with one new field."""
+    if importlib.util.find_spec("scaleforge.serve") is None or importlib.util.find_spec("uvicorn") is None:
+        _say(console, "[yellow]4/5[/] model server: skipped (install 'scaleforge[serve]')")
+        return {"served": False, "reason": "scaleforge[serve] not installed"}
+    import tempfile
+
+    import httpx
+    import numpy as np
+
+    from scaleforge.serve import ModelRegistry, create_app, serve_in_thread
+    from scaleforge.workloads import pde
+
+    # A field the model has never seen: a seed outside the training and test splits.
+    field = pde.generate("darcy", 1, resolution, seed=2**31 - 1, progress=False).inputs[0]
+    with tempfile.TemporaryDirectory(prefix="scaleforge-demo-models-") as tmp:
+        registry = ModelRegistry(tmp)
+        registry.publish(
+            "darcy-fno", "1", {"model.sfop": Path(model_path)}, loader="operator", entry="model.sfop"
         )
-        return {"served": False, "reason": "scaleforge.serve not installed"}
-    # The serve layer owns the server; the lead wires this step to it.
-    _say(console, "[yellow]4/5[/] model server: skipped (not wired to scaleforge.serve yet)")
-    return {"served": False, "reason": "not wired"}
+        with (
+            serve_in_thread(create_app(registry=registry)) as url,
+            httpx.Client(base_url=url, timeout=60) as client,
+        ):
+            t0 = time.perf_counter()
+            response = client.post("/v1/models/darcy-fno/predict", json={"inputs": [field.tolist()]})
+            latency_ms = (time.perf_counter() - t0) * 1e3
+            response.raise_for_status()
+            out = response.json()["outputs"][0]
+            metrics_text = client.get("/metrics").text
+    mean, std = np.asarray(out["mean"]), np.asarray(out["std"])
+    centre = tuple(s // 2 for s in mean.shape)
+    _say(
+        console,
+        f"[bold]4/5[/] model server: POST /v1/models/darcy-fno/predict answered in {latency_ms:.1f} ms; "
+        f"u(0.5, 0.5) = {mean[centre]:.5f} ± {2 * std[centre]:.5f} (2σ), "
+        f"mean σ over the field {std.mean():.2e}; /metrics exposes "
+        f"{sum(1 for line in metrics_text.splitlines() if line.startswith('scaleforge_'))} scaleforge series",
+    )
+    return {
+        "served": True,
+        "resolution": resolution,
+        "seed": 2**31 - 1,
+        "latency_ms": latency_ms,
+        "centre_mean": float(mean[centre]),
+        "centre_std": float(std[centre]),
+        "mean_std": float(std.mean()),
+    }
 
 
 def _fmt(v: float) -> str:
@@ -134,7 +172,7 @@ def run_demo(out_dir: Path, *, console: Any = None, quick: bool = True, serve: b
         f"90 % coverage {m['cov90']:.3f}, NLL {m['nll']:.3f} (homoscedastic σ: {m.get('homoscedastic_nll', float('nan')):.3f})",
     )
     serve_info = (
-        _serve_step(result["files"]["model"], None, console)
+        _serve_step(result["files"]["model"], int(result["resolution"]), console)
         if serve
         else {"served": False, "reason": "disabled"}
     )

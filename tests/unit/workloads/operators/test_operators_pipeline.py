@@ -54,7 +54,17 @@ def test_demo_runs_end_to_end_and_reuses_cached_data(tmp_path: Path, tiny_preset
     assert "LUNO-LA" in summary and "generated" in summary
     for key in ("model", "calibration", "prediction"):
         assert Path(first["files"][key]).stat().st_size > 0
-    second = run_demo(tmp_path / "demo", quick=True)
+    # the served answer is the saved model's own prediction for the same unseen field
+    served = first["serve"]
+    assert served["served"]
+    from scaleforge.workloads.operators import ProbabilisticOperator
+
+    field = pde.generate("darcy", 1, served["resolution"], seed=served["seed"], cache=False).inputs
+    mean, std = ProbabilisticOperator.load(first["files"]["model"]).predict(field)
+    centre = tuple(n // 2 for n in mean.shape[1:])
+    np.testing.assert_allclose(served["centre_mean"], mean[0][centre], rtol=1e-5)
+    np.testing.assert_allclose(served["centre_std"], std[0][centre], rtol=1e-5)
+    second = run_demo(tmp_path / "demo", quick=True, serve=False)
     assert second["data_cached"]
     assert "reused from the cache" in Path(second["summary"]).read_text()
 
