@@ -7,6 +7,7 @@ right after reading it into the preallocated result (:func:`read_file`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,8 +16,18 @@ from typing import Any
 import numpy as np
 
 from scaleforge.codec import MAC_BYTES
+from scaleforge.codec.compression import NONE as COMPRESSION_NONE
+from scaleforge.codec.frames import KIND_ARRAY, MIN_ENTRY_BYTES
 
-__all__ = ["READ_CHUNK", "WRITE_CHUNK", "read_file", "write_all", "write_signed"]
+__all__ = [
+    "READ_CHUNK",
+    "WRITE_CHUNK",
+    "is_plain_array_frame",
+    "read_file",
+    "unlink_paths",
+    "write_all",
+    "write_signed",
+]
 
 #: Bytes read (then hashed) per system call when reading an entry file.
 READ_CHUNK = 1 << 20
@@ -84,3 +95,18 @@ def read_file(path: Path, hasher: Any) -> tuple[memoryview, bytes | None]:
     if pos != size:
         return view[:pos], None
     return view, None if hasher is None else hasher.digest()
+
+
+def is_plain_array_frame(buf: Any) -> bool:
+    """True if the entry in ``buf`` is an uncompressed raw array (the only kind served as a map)."""
+    return len(buf) >= MIN_ENTRY_BYTES and buf[5] == KIND_ARRAY and buf[6] == COMPRESSION_NONE
+
+
+def unlink_paths(paths: Sequence[str]) -> int:
+    """Remove each file that still exists; return how many were removed."""
+    removed = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+            removed += 1
+    return removed

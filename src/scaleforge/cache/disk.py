@@ -4,7 +4,7 @@ Storage layout under ``path``::
 
     index.sqlite3        SQLite (WAL mode) index: key, size, last access, expiry,
                          and the entry itself for entries under 64 KiB
-    data/ab/cdef....sfc  one file per larger entry, named by the key's xxh3-128
+    data/ab/cdef-<r>.sfc one file per larger entry and write: the key's xxh3-128, a random suffix
     locks/ab/cdef.lock   single-flight file locks, present while held (:meth:`DiskTier.lock`)
 
 Every entry is a signed :class:`~scaleforge.codec.FrameCodec` frame. Writers
@@ -161,11 +161,17 @@ class DiskTier(Tier):
       whole file, defeating the lazy map); since raw arrays are never
       unpickled, the worst a tampered file can do is change numbers. The
       header is still checked (dtype without objects, shape consistent with
-      the file size). Everything else is verified before it is decoded.
+      the file size). Everything else (pickles, compressed arrays) is read
+      into private memory, then verified, then decoded: never unpickled from a
+      shared map, whose bytes another writer could change after the check.
     * **Single flight**: :meth:`lock` is a file lock (``fcntl.flock``) under
       ``locks/``, so the processes of a machine sharing the directory compute
       a key once; the kernel frees it the moment a holder dies.
-    * A key whose file was removed by another process is a miss.
+    * A key whose file was removed by another process is a miss. Each write
+      has its own file, so deleting, evicting or overwriting an entry removes
+      exactly the file of the index row it replaced, never a file another
+      process has just published for the same key. A writer killed between
+      publishing and indexing leaves an unindexed file: :meth:`sweep_temp_files`.
     * Pickling a ``DiskTier`` (to ship it to worker processes) includes its
       signing key; do not persist such pickles.
     * Counters in :meth:`stats` are this object's; ``bytes`` and ``entries``
@@ -348,8 +354,13 @@ class DiskTier(Tier):
         return conn
 
     def _file_for(self, key: str) -> tuple[str, Path]:
+        # Every write gets a file of its own (the key's hash plus a random suffix), named in the
+        # index row it commits. Deleting, evicting or replacing an entry then unlinks exactly the
+        # file of the row it removed, never the file another process has just published for the
+        # same key and is about to index; and two writers of one key cannot leave the index
+        # counting one file's size while the other's bytes sit under the shared name.
         digest = xxhash.xxh3_128_hexdigest(key.encode("utf-8", "surrogatepass"))
-        rel = f"{digest[:2]}/{digest[2:]}.sfc"
+        rel = f"{digest[:2]}/{digest[2:]}-{secrets.token_hex(8)}.sfc"
         return rel, self._data_dir / rel
 
     def _unlink_quietly(self, rels: Iterable[str | None]) -> None:
@@ -374,6 +385,9 @@ class DiskTier(Tier):
         blob, rel, expires = row
         if expires is not None and expires <= now:
             self._forget(key, rel)
+            # Each write has its own file: this one belongs to the expired row (or to a row
+            # already replaced, whose writer unlinks it too), never to a newer entry.
+            self._unlink_quietly([rel])
             return MISSING
         try:
             if blob is not None:
@@ -384,7 +398,12 @@ class DiskTier(Tier):
                     if os.fstat(f.fileno()).st_size == 0:
                         raise SerializationError("empty entry file")
                     mm = _mmap.mmap(f.fileno(), 0, access=_mmap.ACCESS_READ)
-                return self._codec.decode(mm, verify=False)
+                if _diskio.is_plain_array_frame(mm):
+                    return self._codec.decode(mm, verify=False)
+                # Anything else is verified, then decoded: both must read the same private
+                # bytes. A shared map shows in-place writes made between the two steps, which
+                # would let whoever can write the directory slip unverified bytes to pickle.
+                mm.close()
             data, mac = _diskio.read_file(path, self._codec.mac_hasher())
             return self._codec.decode(data, precomputed_mac=mac)
         except FileNotFoundError:  # evicted or replaced by another process
@@ -521,7 +540,7 @@ class DiskTier(Tier):
                 hasher.update(body)
             return key, nbytes, body + codec.trailer(hasher), None
         rel, final = self._file_for(key)
-        tmp = final.parent / f".{final.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        tmp = final.parent / f".{final.name}.tmp"
         try:
             final.parent.mkdir(exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -669,21 +688,31 @@ class DiskTier(Tier):
         self._c.reset()
 
     def sweep_temp_files(self, *, max_age_s: float = 3600.0, include_entries: bool = False) -> int:
-        """Remove temporary files left by killed writers; return how many were removed.
+        """Remove files left by killed writers; return how many were removed.
+
+        A writer killed while writing leaves a temporary file; one killed after
+        publishing its entry file but before indexing it leaves an entry file
+        that no index row names. Both are removed once older than ``max_age_s``.
 
         Parameters
         ----------
         max_age_s : float, default=3600.0
             Only files older than this are removed, so writes in progress survive.
         include_entries : bool, default=False
-            Also remove entry files (used by :meth:`clear`).
+            Also remove indexed entry files (used by :meth:`clear`).
 
         Returns
         -------
         int
+
+        Raises
+        ------
+        InvalidParameterError
+            If ``max_age_s`` is not a number >= 0.
         """
-        removed = 0
+        check_number(max_age_s, "max_age_s", "DiskTier.sweep_temp_files", minimum=0)
         cutoff = time.time() - max_age_s
+        candidates: list[tuple[str, str, bool]] = []  # (path, rel, is_tmp)
         try:
             subdirs = list(os.scandir(self._data_dir))
         except OSError:
@@ -693,14 +722,21 @@ class DiskTier(Tier):
                 continue
             with contextlib.suppress(OSError), os.scandir(sub.path) as it:
                 for entry in it:
-                    is_tmp = entry.name.endswith(".tmp")
-                    if not (is_tmp or include_entries):
-                        continue
                     with contextlib.suppress(OSError):
                         if entry.stat().st_mtime <= cutoff:
-                            os.unlink(entry.path)
-                            removed += 1
-        return removed
+                            is_tmp = entry.name.endswith(".tmp")
+                            candidates.append((entry.path, f"{sub.name}/{entry.name}", is_tmp))
+        indexed: set[str] = set()
+        if not include_entries and any(not is_tmp for _, _, is_tmp in candidates):
+            try:  # read after listing: a file indexed meanwhile is seen as indexed
+                rows = self._conn().execute("SELECT fname FROM entries WHERE fname IS NOT NULL").fetchall()
+            except sqlite3.Error as exc:
+                self._c.error(logger, "DiskTier %s: cannot list entry files (%s)", self._root, exc)
+                return _diskio.unlink_paths([p for p, _, is_tmp in candidates if is_tmp])
+            indexed = {r[0] for r in rows}
+        return _diskio.unlink_paths(
+            [p for p, rel, is_tmp in candidates if is_tmp or include_entries or rel not in indexed]
+        )
 
     def keys(self) -> Iterator[str]:
         """Iterate over a snapshot of the keys in the index."""

@@ -21,6 +21,7 @@ import hmac
 import logging
 import os
 import secrets
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -163,8 +164,22 @@ def _key_from_secret(secret: str) -> bytes:
     return blake3.blake3(text.encode(), derive_key_context="scaleforge cache hmac key v1").digest()
 
 
+#: Permission bits a key file must not have: group/world-writable, world-readable.
+_UNSAFE_KEY_MODE = stat.S_IWGRP | stat.S_IWOTH | stat.S_IROTH
+
+
 def _read_key_file(path: Path) -> bytes:
-    data = path.read_bytes()
+    with open(path, "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if mode & _UNSAFE_KEY_MODE:
+            # Whoever can read the key can sign entries that this process will unpickle, and
+            # whoever can write the file can swap in a key of their own.
+            raise ConfigError(
+                f"The cache key file {str(path)!r} has mode {stat.S_IMODE(mode):04o}: other users can "
+                f"read it or it is group/world-writable, so they could forge cache entries. "
+                f"Run `chmod 600 {path}` (or set cache.hmac_key)."
+            )
+        data = f.read(KEY_BYTES + 1)
     if len(data) != KEY_BYTES:
         raise ConfigError(
             f"The key file {str(path)!r} holds {len(data)} bytes, expected {KEY_BYTES}. "

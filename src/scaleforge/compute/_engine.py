@@ -7,11 +7,18 @@ executor, retries failed items with backoff (:mod:`.retry`) and yields
 ``@cached`` it first keys each batch of items in the parent, answers hits with
 one ``get_many`` per batch, folds duplicate keys onto one computation, sends
 only misses (workers run ``call_uncached``) and stores each result in the
-parent as it arrives, so a crash loses nothing already computed. With a
-shared (Redis) cache, a miss is dispatched only under ``fn.lock(key,
-blocking=False)``; a key locked by another process or machine is waited for
-by polling the cache with backoff, and computed here only if its holder's
-lock lapses.
+parent as it arrives (batched by a background writer, :mod:`._cacheio`), so a
+crash loses nothing already computed. With a shared cache (one with a
+cross-process lock: disk file locks, Redis), a miss is dispatched only under
+``fn.lock(key, blocking=False)``; a key locked by another process or machine is
+waited for by polling the cache with backoff, and computed here only if its
+holder's lock lapses.
+
+Keying streams: items are keyed in small batches sized to take a few
+milliseconds each, interleaved with dispatching, so the first chunks leave
+before the whole input is hashed and a long keying pass never starves the
+workers. The function is pickled once per map (:class:`PickledFunction`) and
+unpickled once per worker process.
 """
 
 from __future__ import annotations
@@ -23,10 +30,16 @@ import functools
 import heapq
 import itertools
 import logging
+import os
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
 
 from scaleforge.compute._worker import RemoteException
 from scaleforge.compute.base import Executor
@@ -36,7 +49,10 @@ from scaleforge.compute.retry import RetryPolicy
 from scaleforge.compute.shared import is_large_array
 from scaleforge.monitor import metrics
 
-__all__ = ["Event", "MapRun", "SpanEvent", "as_cached_function", "run_chunk"]
+if TYPE_CHECKING:
+    from scaleforge.compute._cacheio import MapKeyer, ResultStore
+
+__all__ = ["Event", "MapRun", "PickledFunction", "SpanEvent", "as_cached_function", "run_chunk"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,29 +62,137 @@ _FAILED = metrics.counter("scaleforge_tasks_failed_total", "Items that failed af
 _RETRIED = metrics.counter("scaleforge_tasks_retried_total", "Item attempts retried", ["executor"])
 _QUEUE = metrics.gauge("scaleforge_queue_depth", "Items queued or running in map", ["executor"])
 _HITS = metrics.counter("scaleforge_map_cache_hits_total", "Items of map answered by the cache", ["executor"])
+_DURATION = metrics.histogram(
+    "scaleforge_task_duration_seconds",
+    "Time per item inside workers (one sample per chunk: chunk compute time / items)",
+    ["executor"],
+    buckets=(1e-5, 1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0),
+)
 
 #: (index, ok, value): value is the result, or (exception, attempts) when ok is False.
 Event = tuple[int, bool, Any]
 
-_KEY_BATCH = 512  # items keyed and looked up per get_many (one MGET on Redis)
+_KEY_BATCH = 512  # most items keyed and looked up per get_many (one MGET on Redis)
+_KEY_BATCH_FIRST = 16  # the first batch is small: the first chunks leave at once
+# A key batch is sized to take about this long in the parent, so dispatching never waits
+# longer than that on keying (benchmarks/bench_compute.py, "cached 2000x5ms").
+_KEY_BUDGET_S = 0.005
+_WINDOW_PER_WORKER = 3  # chunks in flight per worker: one running, two queued behind it
+
+_LOADED: dict[bytes, Any] = {}  # worker side: unpickled functions by payload
+_LOADED_MAX = 32
+_PROFILED: set[tuple[str, int, int]] = set()  # worker side: (map id, pid, thread) already profiled
+_PROFILED_MAX = 8192
+_NOT_QUEUED: Any = object()
+
+
+class PickledFunction:
+    """A function pickled once per map and unpickled once per worker process.
+
+    Sending the function object with every chunk costs a cloudpickle pass in
+    the parent (closures and ``@cached`` functions go by value) and an
+    unpickle in the worker per chunk; this sends the bytes instead, which
+    pickle as a plain copy, and workers keep what they unpickled.
+
+    Parameters
+    ----------
+    blob : bytes
+        ``cloudpickle.dumps(fn)``.
+    """
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PickledFunction, (self.blob,))
+
+    def load(self) -> Callable[..., Any]:
+        """Return the function, unpickling it on first use in this process."""
+        fn = _LOADED.get(self.blob)
+        if fn is None:
+            fn = cloudpickle.loads(self.blob)
+            if len(_LOADED) >= _LOADED_MAX:
+                _LOADED.clear()
+            _LOADED[self.blob] = fn
+        return fn  # type: ignore[no-any-return]
+
+
+def _profile_first(
+    call: Callable[..., Any], item: Any, star: bool, profile: tuple[str, str], name: str
+) -> tuple[str, Any, str | None]:
+    """Run one item under the profiler; return ``(status, value, profile path)``.
+
+    ``status`` is ``"ok"`` (value is the result), ``"raised"`` (value is the
+    exception) or ``"skipped"`` when profiling could not start (the caller then
+    runs the item normally).
+    """
+    from scaleforge.monitor.profiling import profile_call
+
+    directory, map_id = profile
+    path = Path(directory) / f"{name}-{map_id}-{os.getpid()}-{threading.get_ident() % 10**6}.html"
+    state: dict[str, Any] = {}
+
+    def target() -> None:
+        state["ran"] = True
+        state["value"] = call(*item) if star else call(item)
+        state["returned"] = True
+
+    try:
+        _, result = profile_call(target, path=path)
+    except Exception as exc:
+        if "returned" in state:  # the item ran; writing its profile failed
+            logger.warning("writing the profile %s failed: %s", path, exc)
+            return "ok", state["value"], None
+        if "ran" in state:  # the item itself raised
+            return "raised", exc, str(path) if path.exists() else None
+        logger.warning("cannot profile a task of map %s: %s", map_id, exc)
+        return "skipped", None, None
+    return "ok", state["value"], str(result.path) if result.path is not None else None
 
 
 def run_chunk(
-    fn: Callable[..., Any], items: list[Any], star: bool, uncached: bool, /, **shared: Any
-) -> tuple[list[Any], dict[int, RemoteException] | None, float]:
+    fn: Callable[..., Any] | PickledFunction,
+    items: list[Any],
+    star: bool,
+    uncached: bool,
+    profile: tuple[str, str] | None = None,
+    /,
+    **shared: Any,
+) -> tuple[list[Any], dict[int, RemoteException] | None, float, str | None]:
     """Run ``fn`` over ``items`` in a worker.
 
     Returns the results (``None`` where an item raised), ``{position: exception}``
-    for the items that raised (``None`` if none did) and the compute time. Each
-    item runs exactly once; the loop restarts after a failure at the next item.
+    for the items that raised (``None`` if none did), the compute time and the
+    path of a profile written for the first item (``profile=(directory, map id)``:
+    the first chunk a worker runs for that map profiles its first item), else
+    None. Each item runs exactly once; the loop restarts after a failure at the
+    next item.
     """
+    if isinstance(fn, PickledFunction):
+        fn = fn.load()
     call: Callable[..., Any] = fn.call_uncached if uncached else fn  # type: ignore[attr-defined]
     if shared:
         call = functools.partial(call, **shared)
     values: list[Any] = []
     append = values.append
     errors: dict[int, RemoteException] | None = None
+    profile_path: str | None = None
     t0 = time.perf_counter()
+    if profile is not None and items:
+        ident = (profile[1], os.getpid(), threading.get_ident())
+        if ident not in _PROFILED:
+            if len(_PROFILED) >= _PROFILED_MAX:  # a long-lived worker: forget old maps
+                _PROFILED.clear()
+            _PROFILED.add(ident)
+            name = re.sub(r"[^A-Za-z0-9_]+", "_", getattr(fn, "__name__", "task"))[:40]
+            status, outcome, profile_path = _profile_first(call, items[0], star, profile, name)
+            if status == "raised":
+                errors = {0: RemoteException(outcome)}
+                append(None)
+            elif status == "ok":
+                append(outcome)
     while len(values) < len(items):
         try:
             rest = itertools.islice(items, len(values), None)
@@ -83,7 +207,7 @@ def run_chunk(
                 errors = {}
             errors[len(values)] = RemoteException(exc)
             append(None)
-    return values, errors, time.perf_counter() - t0
+    return values, errors, time.perf_counter() - t0, profile_path
 
 
 def as_cached_function(fn: object) -> Any:
@@ -96,12 +220,13 @@ def as_cached_function(fn: object) -> Any:
 
 
 class _Item:
-    __slots__ = ("args", "attempts", "index", "key")
+    __slots__ = ("args", "attempts", "index", "key", "tokens")
 
     def __init__(self, index: int, args: Any, key: str | None = None) -> None:
         self.index = index
         self.args = args
         self.key = key
+        self.tokens: dict[str, str] | None = None
         self.attempts = 0
 
 
@@ -164,6 +289,8 @@ class MapRun:
         Keep at most :attr:`max_outstanding` items pulled but not delivered (imap).
     shared_min_bytes : int
         Arrays in ``shared`` at least this large go through ``executor.share``.
+    profile_dir : str, optional
+        Profile the first item each worker runs into this directory.
     """
 
     def __init__(
@@ -181,6 +308,7 @@ class MapRun:
         progress: MapProgress,
         bounded: bool,
         shared_min_bytes: int,
+        profile_dir: str | None = None,
     ) -> None:
         self.fn = fn
         self.cached = as_cached_function(fn)
@@ -200,10 +328,18 @@ class MapRun:
             self._chunker = FixedChunker(1)  # timeouts are per task: tasks are not grouped
         else:
             self._chunker = AutoChunker(workers, overhead_s=executor.task_overhead_s)
-        self._window = workers * 2
+        self._window = workers * _WINDOW_PER_WORKER
         self._shared_raw = shared
         self._handles: list[Any] = []
         self.shared = {k: self._share(v, shared_min_bytes) for k, v in shared.items()}
+        # what workers receive: the function pickled once per map (see PickledFunction)
+        self._payload: Callable[..., Any] | PickledFunction = fn
+        if executor.needs_pickling:
+            self._payload = PickledFunction(cloudpickle.dumps(fn))
+        self.profiles: list[str] = []
+        self._profile: tuple[str, str] | None = None
+        if profile_dir is not None:
+            self._profile = (profile_dir, os.urandom(4).hex())
         self._exhausted = False
         self._pulled = 0
         self.delivered = 0
@@ -218,6 +354,14 @@ class MapRun:
         self._locks: dict[str, AbstractContextManager[bool]] = {}
         self._waiting: dict[str, _Waiting] = {}
         self._use_locks = bool(self.cached is not None and getattr(self.cached.cache, "is_shared", False))
+        self._keyer: MapKeyer | None = None
+        self._store: ResultStore | None = None
+        if self.cached is not None:
+            from scaleforge.compute._cacheio import MapKeyer, ResultStore  # the cache layer: on demand
+
+            self._keyer = MapKeyer(self.cached, shared, star)
+            self._store = ResultStore(self._keyer)
+        self._key_batch_n = _KEY_BATCH_FIRST
         self.hits = 0
         self.misses = 0
         self.duplicates = 0
@@ -239,10 +383,12 @@ class MapRun:
         return self._failed_args.get(index)
 
     def close(self) -> None:
-        """Cancel what is left, release locks and shared arguments."""
+        """Cancel what is left, store what arrived, release locks and shared arguments."""
         for fut in list(self._inflight):
             fut.cancel()
         self._inflight.clear()
+        if self._store is not None:
+            self._store.close()  # every result that arrived is stored before map returns
         for key in list(self._locks):
             self._unlock(key)
         for handle in self._handles:
@@ -291,33 +437,49 @@ class MapRun:
             self._exhausted = True
         return args
 
-    def _refill(self) -> None:
-        want = self._window * max(1, self._chunker.next_size(self._remaining()))
-        while len(self._ready) < want and not self._exhausted:
-            batch = self._pull(max(want - len(self._ready), _KEY_BATCH if self.cached is not None else 1))
-            if not batch:
-                return
-            if self.cached is None:
-                self._ready.extend(batch)
-            else:
-                self._triage(batch)
+    def _lookahead(self) -> int:
+        """Keyed items to keep ready: twice what the in-flight window holds."""
+        return 2 * self._window * max(1, self._chunker.next_size(self._remaining()))
+
+    def _wants_intake(self) -> bool:
+        if self.cached is None or self._exhausted or len(self._ready) >= self._lookahead():
+            return False
+        return not self.bounded or self._pulled - self.delivered < self.max_outstanding
+
+    def _key_batch(self) -> None:
+        """Pull, key and triage one batch, sized to take about ``_KEY_BUDGET_S``."""
+        t0 = time.perf_counter()
+        batch = self._pull(self._key_batch_n)
+        if not batch:
+            return
+        self._triage(batch)
+        per_item = (time.perf_counter() - t0) / len(batch)
+        grow = min(2 * self._key_batch_n, _KEY_BATCH)
+        self._key_batch_n = max(_KEY_BATCH_FIRST, min(grow, int(_KEY_BUDGET_S / max(per_item, 1e-7))))
 
     def _triage(self, batch: list[_Item]) -> None:
         """Key a batch, answer hits and duplicates, queue (and lock) the misses."""
         fn = self.cached
+        keyer = self._keyer
+        assert keyer is not None  # set for cached functions
+        store = self._store
+        assert store is not None
         fresh: dict[str, _Item] = {}
         for item in batch:
-            item.key = (
-                fn.key(*item.args, **self._shared_raw) if self.star else fn.key(item.args, **self._shared_raw)
-            )
+            item.key, item.tokens = keyer.key(item.args)
             if item.key in self._dups or item.key in fresh:
                 self._dups.setdefault(item.key, []).append(item.index)
                 self.duplicates += 1
+            elif (queued := store.peek(item.key, _NOT_QUEUED)) is not _NOT_QUEUED:  # computed, not yet stored
+                self.duplicates += 1
+                self._emit_ok(item, queued)
             else:
                 fresh[item.key] = item
         if not fresh:
             return
         found = fn.get_many(list(fresh))
+        if len(found) < len(fresh):
+            keyer.diagnose([item.tokens for key, item in fresh.items() if key not in found])
         now = time.monotonic()
         for key, item in fresh.items():
             if key in found:
@@ -329,7 +491,7 @@ class MapRun:
             self._dups.setdefault(key, [])
             if self._use_locks and not self._try_lock(key):
                 self._waiting[key] = _Waiting(item, now, self._max_wait_s())
-            else:
+            elif not (self._use_locks and self._hit_after_lock(item)):
                 self._ready.append(item)
 
     def _max_wait_s(self) -> float:
@@ -347,6 +509,28 @@ class MapRun:
             return True
         cm.__exit__(None, None, None)
         return False
+
+    def _hit_after_lock(self, item: _Item) -> bool:
+        """Look ``item`` up again once its lock is held; emit it as a hit if it is there now.
+
+        The previous holder may have stored the value and released the lock between
+        our lookup and our lock: computing then would run the key twice.
+        """
+        key = item.key
+        if key is None:
+            return False
+        try:
+            found = self.cached.get_many([key])
+        except Exception:  # a failing cache degrades to a miss
+            logger.warning("re-reading %s after its lock failed; computing it here", key, exc_info=True)
+            return False
+        if key not in found:
+            return False
+        self._unlock(key)
+        self.hits += 1
+        self.misses -= 1
+        self._emit_ok(item, found[key], hit=True)
+        return True
 
     def _unlock(self, key: str | None) -> None:
         if key is None:
@@ -370,8 +554,12 @@ class MapRun:
                 self.hits += 1
                 self.misses -= 1
                 self._emit_ok(w.item, found[key], hit=True)
-            elif self._try_lock(key) or now >= w.deadline:
-                del self._waiting[key]  # the holder gave up or died: compute it here
+            elif self._try_lock(key):
+                del self._waiting[key]  # the holder finished, gave up or died
+                if not self._hit_after_lock(w.item):
+                    self._ready.append(w.item)
+            elif now >= w.deadline:
+                del self._waiting[key]  # waited long enough: compute it here
                 self._ready.append(w.item)
             else:
                 w.delay = min(w.delay * 2, 1.0)
@@ -387,12 +575,9 @@ class MapRun:
 
     def _succeed(self, item: _Item, value: Any) -> None:
         _COMPLETED.labels(executor=self._label).inc()
-        if self.cached is not None and item.key is not None:
-            try:
-                self.cached.store(item.key, value)
-            except Exception:  # a failing cache never fails the computation
-                logger.warning("storing the result of item %d failed", item.index, exc_info=True)
-            self._unlock(item.key)
+        if self._store is not None and item.key is not None:
+            # stored (then unlocked) by the writer thread: dispatching never waits on the cache
+            self._store.put(item.key, value, item.args, item.tokens, self._locks.pop(item.key, None))
         self._emit_ok(item, value)
 
     def _fail(self, item: _Item, exc: BaseException) -> None:
@@ -412,7 +597,7 @@ class MapRun:
     def _finish(self, fut: cf.Future[Any]) -> None:
         chunk = self._inflight.pop(fut)
         try:
-            values, errors, compute_s = fut.result()
+            values, errors, compute_s, profile_path = fut.result()
         except BaseException as exc:  # timeout, lost worker, cancelled, transport error
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
@@ -421,6 +606,9 @@ class MapRun:
                 self._fail(item, exc)
             return
         self._chunker.observe(len(chunk), compute_s)
+        _DURATION.labels(executor=self._label).observe(compute_s / max(1, len(chunk)))
+        if profile_path is not None:
+            self.profiles.append(profile_path)
         if isinstance(chunk, _Span) and errors is None:  # fast path: one event for the chunk
             self._events.append(SpanEvent(chunk.start, values))
             _COMPLETED.labels(executor=self._label).inc(len(values))
@@ -453,17 +641,18 @@ class MapRun:
                     chunk = _Span(start, args)
                 else:
                     if not self._ready:
-                        self._refill()
+                        self._key_batch()
                         if not self._ready:
                             return
                     chunk = [self._ready.popleft() for _ in range(min(size, len(self._ready)))]
             fut = self.executor.submit_task(
                 run_chunk,
                 (
-                    self.fn,
+                    self._payload,
                     chunk.args if isinstance(chunk, _Span) else [it.args for it in chunk],
                     self.star,
                     self.cached is not None,
+                    self._profile,
                 ),
                 self.shared,
                 timeout_s=None if self.timeout_s is None else self.timeout_s * len(chunk),
@@ -486,6 +675,13 @@ class MapRun:
                 yield self._events.popleft()
             if self._idle():
                 return
+            if self._wants_intake():
+                # key the next batch while the workers compute; then collect what finished
+                # meanwhile without blocking, and go round again
+                self._key_batch()
+                for fut in [f for f in self._inflight if f.done()]:
+                    self._finish(fut)
+                continue
             wake = [self._retry_heap[0][0]] if self._retry_heap else []
             wake += [w.next_poll for w in self._waiting.values()]
             timeout = max(0.0, min(wake) - time.monotonic()) if wake else None

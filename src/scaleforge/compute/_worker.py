@@ -10,6 +10,7 @@ worker holds when it dies.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import signal
@@ -23,6 +24,8 @@ from scaleforge.compute.shared import resolve_shared
 from scaleforge.errors import ComputeError
 
 __all__ = ["RemoteException", "decode_result", "worker_main"]
+
+logger = logging.getLogger(__name__)
 
 
 class RemoteException:
@@ -94,11 +97,25 @@ def decode_result(data: bytes) -> tuple[int, bool, Any]:
     return int(task_id), bool(ok), value
 
 
-def worker_main(conn: Connection, parent_conn: Connection | None = None) -> None:
-    """Run tasks received on ``conn`` until it closes or sends ``b""``."""
+def worker_main(
+    conn: Connection, parent_conn: Connection | None = None, metrics_dir: str | None = None
+) -> None:
+    """Run tasks received on ``conn`` until it closes or sends ``b""``.
+
+    With ``metrics_dir`` (``Settings.monitor.multiprocess_dir`` of the parent),
+    the worker records its metrics there (``enable_multiprocess``) so that a
+    ``/metrics`` endpoint reading the directory adds up every worker's values.
+    """
     if parent_conn is not None:  # forked children inherit the parent's end; close it
         parent_conn.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if metrics_dir is not None:
+        try:
+            from scaleforge.monitor.metrics import enable_multiprocess
+
+            enable_multiprocess(metrics_dir)
+        except Exception as exc:  # metrics must never stop a worker
+            logger.warning("worker metrics stay per process: %s", exc)
     while True:
         try:
             data = conn.recv_bytes()

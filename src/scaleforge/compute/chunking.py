@@ -4,13 +4,16 @@ The first chunks are probes of one item. Each finished chunk reports how long
 its items took *inside the worker*; the chunker keeps a moving average of the
 time per item and sizes the next chunk so that it runs for
 ``overhead_s / max_overhead_fraction`` (with the default 2 % and the process
-pool's ~0.2 ms round trip: ~10 ms chunks), but never more than a fraction of
-the remaining items per worker, so the last chunks still balance the load.
-Ray and Dask report a larger ``overhead_s``, so their chunks are larger: one
-remote task per tiny item never happens.
+pool's ~0.4 ms per task: ~20 ms chunks). Sizes are *guided* (as OpenMP's
+``schedule(guided)``): never more than ``remaining / (balance * workers)``
+items, so chunks shrink as the input runs out and the workers finish within
+one small chunk of each other, down to a floor of a quarter of the target
+duration (a long tail of tiny chunks costs more than it saves). Ray and Dask
+report a larger ``overhead_s``, so their chunks are larger: one remote task
+per tiny item never happens.
 
-The constants were tuned with ``benchmarks/bench_compute.py`` (``tiny`` and
-``ms1`` cases) on 2 cores.
+The constants were tuned with ``benchmarks/bench_compute.py`` (``tiny``,
+``ms1`` and ``cached`` cases) on 2 cores.
 """
 
 from __future__ import annotations

@@ -6,19 +6,67 @@ chosen by ``executor=``, ``config_context(executor=...)`` or
 shared arrays once per worker, retries failures with backoff, survives worker
 deaths, and, when ``fn`` is ``@cached``, runs only the cache misses.
 
-Delivery is **at least once**: an item whose worker died, or whose attempt
-timed out or failed, runs again (up to ``retries`` more times for failures and
-timeouts; worker deaths are resubmitted by the executor). Functions with side
-effects should be idempotent.
+Delivery semantics: at least once
+---------------------------------
+Every item's result is delivered exactly once (one entry of the returned list
+or one value of ``imap``), but the function may *run* more than once for an
+item:
+
+- **Exceptions** (the function raised): the item runs again, alone, after
+  ``retry_backoff_s * 2**(attempt-1)``, up to ``retries`` more times; then it
+  fails with :class:`~scaleforge.errors.TaskError` (``on_error="raise"``) or
+  an :class:`ItemError` (``on_error="collect"``). An attempt that raised made
+  whatever side effects it made before raising.
+- **Worker death** (SIGKILL, the OOM killer, ``os._exit``, a lost Ray or Dask
+  worker): every item of the chunk the worker held is resubmitted, so items
+  that had already *finished* inside that chunk run again, and the item that
+  was running may have done part of its side effects. This does not consume
+  ``retries``: the process pool resubmits up to ``max_task_restarts`` times
+  (then :class:`~scaleforge.errors.WorkerLostError`, a retryable failure);
+  Ray and Dask apply their own worker-loss retries.
+- **Timeouts** (``timeout_s``): the attempt counts as a failure and is retried
+  like an exception. On ``processes`` (and Ray, ``force=True``) the worker is
+  killed, so the timed-out attempt stops where it was. On ``threads`` and
+  Dask the attempt can only be *abandoned*: it keeps running in the background
+  while the retry runs, so two attempts of one item can overlap.
+- **Abandoned maps** (an exception, ``break`` out of ``imap``): chunks not yet
+  started are cancelled; chunks already running finish in their worker and
+  their results are dropped (not stored in the cache either).
+
+For a ``@cached`` function, reruns are idempotent as far as the cache is
+concerned when the function is pure: workers compute without touching the
+cache, the parent stores each result under its content key (a second store of
+the same key writes the same value), a key already stored is answered from
+the cache instead of running again (a re-run after a crash computes only what
+was not stored), and with a shared tier the single-flight lock keeps two maps
+on different processes or machines from computing a key at the same time.
+Results are written by a background thread in batches at most ~50 ms old and
+all are written before ``map`` returns, so a crash of the *parent* loses at
+most the last batch. Functions with side effects other than their return
+value (files, databases, messages) must make those idempotent themselves, e.g.
+by writing to a path derived from the input and renaming atomically.
+
+Profiling: ``map(..., profile=True)`` (or a directory) profiles the first
+item each worker runs, with :func:`scaleforge.monitor.profiling.profile_call`,
+into one pyinstrument HTML flame graph per worker; the paths are in
+:attr:`MapReport.profiles` and logged. Metrics recorded per map:
+``scaleforge_tasks_{submitted,completed,failed,retried}_total``,
+``scaleforge_queue_depth``, ``scaleforge_map_cache_hits_total`` and
+``scaleforge_task_duration_seconds`` (one sample per chunk: its compute time
+per item), all labelled by ``executor``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
+import os
 import reprlib
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, Literal
 
 import cloudpickle
@@ -33,6 +81,8 @@ from scaleforge.errors import InvalidParameterError, TaskError
 from scaleforge.settings import get_settings
 
 __all__ = ["ItemError", "MapReport", "imap", "map"]
+
+logger = logging.getLogger(__name__)
 
 _summary = reprlib.Repr()
 _summary.maxstring = 60
@@ -88,6 +138,9 @@ class MapReport:
         Wall time of the map.
     executor : str
         Name of the backend that ran it.
+    profiles : list of str
+        With ``profile=``: the flame graphs written, one per worker that ran
+        an item (paths on the worker's machine).
     """
 
     results: list[Any]
@@ -101,6 +154,7 @@ class MapReport:
     retried: int = 0
     elapsed_s: float = 0.0
     executor: str = ""
+    profiles: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -164,6 +218,7 @@ def _plan(
     on_error: str,
     shared: dict[str, Any],
     bounded: bool,
+    profile: bool | str | os.PathLike[str] | None = None,
 ) -> _Plan:
     if not callable(fn):
         raise InvalidParameterError(
@@ -186,6 +241,7 @@ def _plan(
         raise InvalidParameterError(
             f"The 'progress' parameter of {owner} must be True, False or None. Got {progress!r} instead."
         )
+    profile_dir = _profile_dir(owner, profile)
     iterators = []
     for pos, it in enumerate(iterables):
         try:
@@ -224,8 +280,36 @@ def _plan(
         progress=prog,
         bounded=bounded,
         shared_min_bytes=settings.compute.shared_arg_min_bytes,
+        profile_dir=profile_dir,
     )
     return _Plan(run, star, total, on_error, ordered, time.perf_counter())
+
+
+def _profile_dir(owner: str, profile: object) -> str | None:
+    """Validate ``profile=`` and return the directory to write profiles to (created)."""
+    if profile is None or profile is False:
+        return None
+    if profile is True:
+        return tempfile.mkdtemp(prefix="scaleforge-profiles-")
+    if not isinstance(profile, (str, os.PathLike)):
+        raise InvalidParameterError(
+            f"The 'profile' parameter of {owner} must be True, False, None or a directory path. "
+            f"Got {type(profile).__name__} ({_summary.repr(profile)}) instead."
+        )
+    path = Path(profile)
+    if path.exists() and not path.is_dir():
+        raise InvalidParameterError(
+            f"The 'profile' parameter of {owner} must name a directory; {str(path)!r} is a file. "
+            "Pass a directory (created if missing), or profile=True for a temporary one."
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidParameterError(
+            f"The 'profile' directory of {owner} ({str(path)!r}) cannot be created: {exc}. "
+            "Choose a writable directory."
+        ) from exc
+    return str(path)
 
 
 def _check_picklable(owner: str, fn: Any, first: list[Any], shared: dict[str, Any]) -> None:
@@ -259,6 +343,8 @@ def _events(plan: _Plan) -> Iterator[list[tuple[int, bool, Any]] | SpanEvent]:
     finally:
         run.close()
         run.progress.close()
+        if run.profiles:
+            logger.info("map profiles written: %s", ", ".join(run.profiles))
 
 
 def _error_record(plan: _Plan, index: int, value: Any) -> ItemError:
@@ -285,6 +371,7 @@ def map(
     ordered: bool = True,
     progress: bool | None = None,
     on_error: Literal["raise", "collect"] = "raise",
+    profile: bool | str | os.PathLike[str] | None = None,
     **shared: Any,
 ) -> Any:
     """Apply ``fn`` to every item in parallel and return the results.
@@ -320,6 +407,10 @@ def map(
         ``"raise"``: raise :class:`~scaleforge.errors.TaskError` for the first
         item that fails after its retries. ``"collect"``: return a
         :class:`MapReport` with all results and a per-item error list.
+    profile : bool or path-like, optional
+        Profile the first item each worker runs (pyinstrument, one HTML flame
+        graph per worker) into this directory, or a new temporary directory
+        with ``True``. The paths are in :attr:`MapReport.profiles` and logged.
     **shared
         Keyword arguments passed to every call. Numpy arrays of at least
         ``Settings.compute.shared_arg_min_bytes`` are shipped once per worker
@@ -347,7 +438,10 @@ def map(
     workers, and each result is stored as it arrives. With a shared (Redis)
     tier, a key being computed by another process or machine is waited for.
 
-    At-least-once: an item whose worker died runs again elsewhere.
+    At-least-once: an item may run more than once (retries, a worker that
+    died holding its chunk, an abandoned timeout); see the module
+    documentation of :mod:`scaleforge.compute.map` for exactly when, and how
+    the cache makes reruns of pure functions idempotent.
 
     Examples
     --------
@@ -369,6 +463,7 @@ def map(
         on_error=on_error,
         shared=shared,
         bounded=False,
+        profile=profile,
     )
     results: list[Any] = [None] * plan.total if plan.total is not None else []
     order: list[int] = []
@@ -408,6 +503,7 @@ def map(
         retried=run.retried,
         elapsed_s=time.perf_counter() - plan.started,
         executor=run.executor.name,
+        profiles=list(run.profiles),
     )
 
 
@@ -423,6 +519,7 @@ def imap(
     ordered: bool = True,
     progress: bool | None = None,
     on_error: Literal["raise", "collect"] = "raise",
+    profile: bool | str | os.PathLike[str] | None = None,
     **shared: Any,
 ) -> Iterator[Any]:
     """Like :func:`map`, but yield results lazily with bounded memory.
@@ -436,7 +533,7 @@ def imap(
 
     Parameters
     ----------
-    fn, *iterables, executor, chunksize, retries, retry_backoff_s, timeout_s, ordered, progress, on_error, **shared
+    fn, *iterables, executor, chunksize, retries, retry_backoff_s, timeout_s, ordered, progress, on_error, profile, **shared
         As for :func:`map`.
 
     Returns
@@ -471,6 +568,7 @@ def imap(
         on_error=on_error,
         shared=shared,
         bounded=True,
+        profile=profile,
     )
     return _imap_results(plan)
 

@@ -12,6 +12,7 @@ module, so importing :mod:`scaleforge.hashing` imports neither library.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,21 @@ def _dtype_text(dtype: np.dtype[Any]) -> str:
         # dtype.str of a structured dtype is just '|V<n>': spell the fields out.
         return f"{dtype.descr!r}/{dtype.itemsize}"
     return dtype.str
+
+
+@functools.lru_cache(maxsize=256)
+def _packed_dtype(dtype: np.dtype[Any]) -> np.dtype[Any] | None:
+    """``dtype`` without padding bytes, or None when it has none.
+
+    Padding between or after the fields of an aligned structured dtype holds
+    whatever was in memory: it is not part of the value, so it is dropped
+    before hashing, and a padded array hashes like its packed equivalent.
+    """
+    from numpy.lib.recfunctions import repack_fields
+
+    packed: np.dtype[Any] = repack_fields(dtype, align=False, recurse=True)
+    # None rather than ``dtype``: the cache returns the first of several equal dtypes.
+    return None if packed.itemsize == dtype.itemsize else packed
 
 
 def _c_bytes(a: NDArray[Any]) -> NDArray[np.uint8]:
@@ -76,6 +92,10 @@ def _h_ndarray(obj: NDArray[Any], encoder: _Encoder) -> None:
     if dtype.hasobject:
         _encode_object_array(a, encoder)
         return
+    packed = None if dtype.fields is None else _packed_dtype(dtype)
+    if packed is not None:
+        a = a.astype(packed)
+        dtype = a.dtype
     if dtype.byteorder == ">" or (dtype.byteorder == "=" and _BIG_ENDIAN_HOST):
         # Byte order is layout, not value (numpy even drops it when pickling 0-d arrays):
         # hash big-endian data as its little-endian equivalent.
@@ -115,6 +135,11 @@ def _h_generic(obj: np.generic[Any], encoder: _Encoder) -> None:
     dtype = obj.dtype
     if dtype.hasobject:
         _encode_object_array(np.asarray(obj), encoder)
+        return
+    packed = None if dtype.fields is None else _packed_dtype(dtype)
+    if packed is not None:  # a padded record: hash it like the same record without padding
+        data = np.asarray(obj).astype(packed).tobytes()
+        encoder.out.append(b"G" + lp(_dtype_text(packed)) + data)
         return
     encoder.out.append(b"G" + lp(_dtype_text(dtype)) + obj.tobytes())
 

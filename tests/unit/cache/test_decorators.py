@@ -627,7 +627,7 @@ def test_a_rebound_helper_is_noticed(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    monkeypatch.setattr("scaleforge.cache.decorators._REVALIDATE_S", 0.0)  # re-validate on every call
+    monkeypatch.setattr("scaleforge.cache._core._REVALIDATE_S", 0.0)  # re-validate on every call
     with config_context(cache=tier):
         mod = importlib.import_module("sf_rebind_mod")
         assert mod.solve(3) == 7

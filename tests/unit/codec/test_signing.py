@@ -88,6 +88,7 @@ def test_key_file_is_created_once_with_mode_0600(tmp_path: Path) -> None:
 def test_corrupt_key_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "hmac.key"
     path.write_bytes(b"too short")
+    path.chmod(0o600)
     with pytest.raises(ConfigError, match="Delete it"):
         load_key(CacheSettings(key_file=path))
 
@@ -120,3 +121,14 @@ def test_processes_racing_to_create_the_key_agree(tmp_path: Path) -> None:
         assert p.exitcode == 0
     assert len(set(keys)) == 1
     assert path.read_bytes() == keys[0]
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o620, 0o602])
+def test_key_file_others_can_read_or_write_is_refused(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "hmac.key"
+    path.write_bytes(bytes(range(32)))
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_key(CacheSettings(key_file=path))
+    path.chmod(0o640)  # readable by the group (a team sharing one cache) is allowed
+    assert load_key(CacheSettings(key_file=path)) == bytes(range(32))

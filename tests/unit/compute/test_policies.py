@@ -31,6 +31,26 @@ def test_auto_chunker_groups_tiny_tasks_but_balances_the_tail() -> None:
     assert c.next_size(None) <= c.max_size
 
 
+def test_auto_chunker_guided_tail_balances_two_workers() -> None:
+    c = AutoChunker(2, overhead_s=4e-4)
+    c.observe(1, 1e-3)  # 1 ms items
+    sizes, remaining = [], 2000
+    while remaining:
+        sizes.append(c.next_size(remaining))
+        remaining -= sizes[-1]
+    assert sizes[0] == 20  # 20 ms chunks: 0.4 ms overhead is 2 %
+    assert sizes == sorted(sizes, reverse=True)  # chunks only shrink toward the end
+    assert max(sizes[-4:]) <= 5  # the tail is fine-grained (down to the floor)
+    # greedy list scheduling on 2 workers (what the pool does): the finish times differ by
+    # at most one tail chunk, so the makespan is within 5 ms of the ideal 1000 ms
+    free = [0.0, 0.0]
+    for size in sizes:
+        i = free.index(min(free))
+        free[i] += size * 1e-3
+    assert abs(free[0] - free[1]) <= max(sizes[-2:]) * 1e-3 + 1e-9
+    assert max(free) <= 1.0 + 0.005 + 1e-9
+
+
 def test_fixed_chunker() -> None:
     f = FixedChunker(5)
     assert f.next_size(3) == 3 and f.next_size(None) == 5 and f.calibrated

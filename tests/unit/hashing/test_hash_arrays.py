@@ -177,3 +177,31 @@ def test_importing_hashing_imports_neither_torch_nor_pandas() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_structured_padding_bytes_do_not_change_the_key() -> None:
+    # An aligned structured dtype has padding bytes that hold whatever was in memory: equal
+    # records must hash alike whatever those bytes are, and like the packed layout.
+    padded = np.dtype({"names": ["a", "b"], "formats": ["i4", "f8"], "offsets": [0, 8], "itemsize": 16})
+    clean = np.zeros(3, dtype=padded)
+    clean["a"], clean["b"] = [1, 2, 3], [0.5, 1.5, 2.5]
+    dirty = clean.copy()
+    dirty.view(np.uint8).reshape(3, 16)[:, 4:8] = 0xAB  # the padding between 'a' and 'b'
+    packed = np.zeros(3, dtype=[("a", "i4"), ("b", "f8")])
+    packed["a"], packed["b"] = clean["a"], clean["b"]
+    assert hash_value(dirty) == hash_value(clean) == hash_value(packed)
+    assert hash_value(dirty[1]) == hash_value(clean[1]) == hash_value(packed[1])
+    assert hash_value(np.asfortranarray(np.stack([dirty, dirty]))) == hash_value(np.stack([clean, clean]))
+    changed = clean.copy()
+    changed["b"][2] = 9.0
+    assert hash_value(changed) != hash_value(clean)
+    renamed = packed.astype([("a", "i4"), ("c", "f8")])
+    assert hash_value(renamed) != hash_value(packed)
+
+
+def test_equal_structured_dtypes_hash_alike_whichever_was_seen_first() -> None:
+    a = np.zeros(2, dtype=[("a", "i4"), ("b", "f8")])
+    b = np.zeros(2, dtype=[("a", "i4"), ("b", "f8")])  # an equal, distinct dtype object
+    assert a.dtype is not b.dtype
+    assert hash_value(a[1]) == hash_value(b[1])
+    assert hash_value(a) == hash_value(b)
