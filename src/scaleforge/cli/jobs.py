@@ -124,7 +124,7 @@ def worker(
     from scaleforge.jobs.worker import Worker
 
     if executor == "slurm":
-        from scaleforge.jobs.slurm import register
+        from scaleforge.compute.slurm import register
 
         register()
     _import_modules(imports)

@@ -38,6 +38,7 @@ _REGISTRY: dict[str, type[Executor] | str] = {
     "threads": "scaleforge.compute.local:ThreadExecutor",
     "ray": "scaleforge.compute.ray:RayExecutor",
     "dask": "scaleforge.compute.dask:DaskExecutor",
+    "slurm": "scaleforge.compute.slurm:SlurmExecutor",
 }
 _lock = threading.RLock()
 _running: dict[tuple[Any, ...], Executor] = {}

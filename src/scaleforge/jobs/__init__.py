@@ -25,7 +25,7 @@ _EXPORTS: dict[str, str] = {
     "JobSpec": "scaleforge.jobs.models",
     "JobStore": "scaleforge.jobs.store",
     "SQLJobStore": "scaleforge.jobs.store",
-    "SlurmExecutor": "scaleforge.jobs.slurm",
+    "SlurmExecutor": "scaleforge.compute.slurm",
     "Worker": "scaleforge.jobs.worker",
     "Workload": "scaleforge.jobs.registry",
     "create_app": "scaleforge.jobs.service",
@@ -78,6 +78,6 @@ if TYPE_CHECKING:
     from scaleforge.jobs.queue import Claim, JobQueue
     from scaleforge.jobs.registry import Workload, get_workload, list_workloads, register_function
     from scaleforge.jobs.service import create_app
-    from scaleforge.jobs.slurm import SlurmExecutor
+    from scaleforge.compute.slurm import SlurmExecutor
     from scaleforge.jobs.store import JobStore, SQLJobStore, open_store
     from scaleforge.jobs.worker import Worker, read_result, recommend_workers

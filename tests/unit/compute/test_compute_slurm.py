@@ -10,7 +10,7 @@ import pytest
 import scaleforge as sf
 from scaleforge.compute.registry import available_executors
 from scaleforge.errors import ComputeError, InvalidParameterError
-from scaleforge.jobs.slurm import SlurmExecutor, register
+from scaleforge.compute.slurm import SlurmExecutor, register
 
 
 def _square_and_pid(x: int) -> tuple[int, int]:

@@ -167,7 +167,7 @@ class SlurmExecutor(Executor):
         """
         if self._shutdown:
             raise RuntimeError("cannot submit to a SlurmExecutor after shutdown()")
-        from scaleforge.jobs._slurm_task import SlurmCall
+        from scaleforge.compute._slurm_task import SlurmCall
 
         job = self._ex.submit(SlurmCall(), fn, tuple(args), dict(kwargs or {}))
         logger.debug("submitted SLURM job %s", job.job_id)
