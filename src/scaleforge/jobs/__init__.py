@@ -73,11 +73,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from scaleforge.compute.slurm import SlurmExecutor
     from scaleforge.jobs.client import Client
     from scaleforge.jobs.models import Job, JobEvent, JobSpec
     from scaleforge.jobs.queue import Claim, JobQueue
     from scaleforge.jobs.registry import Workload, get_workload, list_workloads, register_function
     from scaleforge.jobs.service import create_app
-    from scaleforge.compute.slurm import SlurmExecutor
     from scaleforge.jobs.store import JobStore, SQLJobStore, open_store
     from scaleforge.jobs.worker import Worker, read_result, recommend_workers

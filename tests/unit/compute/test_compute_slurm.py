@@ -9,8 +9,8 @@ import pytest
 
 import scaleforge as sf
 from scaleforge.compute.registry import available_executors
-from scaleforge.errors import ComputeError, InvalidParameterError
 from scaleforge.compute.slurm import SlurmExecutor, register
+from scaleforge.errors import ComputeError, InvalidParameterError
 
 
 def _square_and_pid(x: int) -> tuple[int, int]:
