@@ -41,7 +41,28 @@ _EXPORTS: dict[str, str] = {
     "profile": "scaleforge.monitor.profiling",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "CachedFunction",
+    "DiskTier",
+    "Executor",
+    "MapReport",
+    "MemoryTier",
+    "NullTier",
+    "RedisTier",
+    "ScaleforgeError",
+    "Settings",
+    "Tier",
+    "TieredCache",
+    "__version__",
+    "cached",
+    "config_context",
+    "executor",
+    "imap",
+    "load_settings",
+    "map",
+    "map_chunks",
+    "profile",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -176,7 +176,11 @@ class JobsSettings(_Section):
 PROFILES: dict[str, dict[str, Any]] = {
     "balanced": {},
     "high_performance": {
-        "cache": {"memory": {"max_bytes": 4 * 10**9}, "disk": {"max_bytes": 50 * 10**9}, "compression": "lz4"},
+        "cache": {
+            "memory": {"max_bytes": 4 * 10**9},
+            "disk": {"max_bytes": 50 * 10**9},
+            "compression": "lz4",
+        },
     },
     "memory_optimized": {
         "cache": {"memory": {"max_bytes": 64 * 10**6}, "compression": "zstd"},
@@ -303,7 +307,9 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
             config_file = "scaleforge.toml"
     path = Path(config_file) if config_file is not None else None
     if path is not None and not path.is_file():
-        raise ConfigError(f"The settings file {str(path)!r} does not exist. Fix the path or unset SCALEFORGE_CONFIG.")
+        raise ConfigError(
+            f"The settings file {str(path)!r} does not exist. Fix the path or unset SCALEFORGE_CONFIG."
+        )
     token = _CONFIG_FILE.set(path)
     try:
         return Settings(**overrides)

@@ -25,7 +25,11 @@ app = typer.Typer(
 _SUBCOMMANDS = [
     ("cache", "scaleforge.cli.cache", "Inspect and clear the cache tiers."),
     ("pde", "scaleforge.cli.pde", "PDE workload: generate data, verify, plot."),
-    ("operators", "scaleforge.cli.operators", "Probabilistic neural operators: train, evaluate, active learning."),
+    (
+        "operators",
+        "scaleforge.cli.operators",
+        "Probabilistic neural operators: train, evaluate, active learning.",
+    ),
     ("cluster", "scaleforge.cli.cluster", "Reservoir clustering of time series and profiles."),
     ("habitat", "scaleforge.cli.habitat", "Lunar-habitat life-support control."),
     ("jobs", "scaleforge.cli.jobs", "Job service: serve, worker, submit, status, result, cancel, list."),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
-import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,11 +19,6 @@ from urllib.parse import urlparse
 import typer
 from rich.console import Console
 from rich.table import Table
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["EXTRAS", "doctor", "settings_provenance"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,14 +16,14 @@ _AL_OUT = Path("operators-active-learning")
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
-class Dataset(str, Enum):
+class Dataset(StrEnum):
     """PDE data sets."""
 
     burgers = "burgers"
     darcy = "darcy"
 
 
-class Head(str, Enum):
+class Head(StrEnum):
     """Probabilistic heads."""
 
     gaussian = "gaussian"

@@ -97,7 +97,10 @@ def test_resolve_precedence_argument_context_settings_default() -> None:
 
 
 def test_config_context_rejects_unknown_keys() -> None:
-    with pytest.raises(InvalidParameterError, match="unknown option.*'exector'"), config_context(exector="ray"):
+    with (
+        pytest.raises(InvalidParameterError, match=r"unknown option.*'exector'"),
+        config_context(exector="ray"),
+    ):
         pass
 
 

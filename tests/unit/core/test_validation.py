@@ -27,7 +27,10 @@ def test_parse_bytes_rejects(value: object) -> None:
 def test_check_number_message_names_parameter_value_and_bound() -> None:
     with pytest.raises(errors.InvalidParameterError) as info:
         check_number(-1, "max_wait_s", "DynamicBatcher", minimum=0)
-    assert str(info.value) == "The 'max_wait_s' parameter of DynamicBatcher must be a number >= 0. Got -1 instead."
+    assert (
+        str(info.value)
+        == "The 'max_wait_s' parameter of DynamicBatcher must be a number >= 0. Got -1 instead."
+    )
     with pytest.raises(errors.InvalidParameterError, match="must be an int"):
         check_number(1.5, "retries", "map", integer=True)
     with pytest.raises(errors.InvalidParameterError, match="must be a number"):
@@ -40,7 +43,7 @@ def test_check_number_message_names_parameter_value_and_bound() -> None:
 
 def test_check_choice() -> None:
     assert check_choice("raise", "on_error", "map", ("raise", "collect")) == "raise"
-    with pytest.raises(errors.InvalidParameterError, match="one of 'raise', 'collect'. Got 'ignore'"):
+    with pytest.raises(errors.InvalidParameterError, match=r"one of 'raise', 'collect'\. Got 'ignore'"):
         check_choice("ignore", "on_error", "map", ("raise", "collect"))
 
 
@@ -75,5 +78,16 @@ def test_import_scaleforge_has_no_heavy_imports() -> None:
         "heavy=[m for m in ('torch','ray','dask','distributed','redis','fastapi','sklearn','matplotlib') if m in sys.modules];"
         "print(','.join(heavy))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == ""
+
+
+def test_top_level_all_matches_the_lazy_exports() -> None:
+    import scaleforge
+
+    assert set(scaleforge.__all__) == {*scaleforge._EXPORTS, "__version__"}
+    assert scaleforge.__all__ == sorted(scaleforge.__all__)
+    for name in scaleforge._EXPORTS:
+        assert getattr(scaleforge, name) is not None, name

@@ -189,7 +189,7 @@ def test_pydantic_models() -> None:
 def test_misc_builtin_types() -> None:
     cases = [
         datetime.datetime(2020, 1, 2, 3, 4, 5, 6),
-        datetime.datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=datetime.timezone.utc),
+        datetime.datetime(2020, 1, 2, 3, 4, 5, 6, tzinfo=datetime.UTC),
         datetime.time(1, 2),
         datetime.timedelta(days=1, microseconds=3),
         decimal.Decimal("3.14"),

@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 from scaleforge.errors import IntegrityError, InvalidParameterError, NotFittedError
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 __all__ = [
     "FORMAT_VERSION",

@@ -29,8 +29,9 @@ from scaleforge.workloads.operators.base import ProbabilisticOperator, _Scaler
 from scaleforge.workloads.operators.training import TrainConfig, TrainResult, train_module
 
 if TYPE_CHECKING:
+    from typing import Self
+
     import torch
-    from typing_extensions import Self
 
     from scaleforge.workloads.operators.fno import FNO
 

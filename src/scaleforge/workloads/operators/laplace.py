@@ -29,8 +29,9 @@ from scaleforge.workloads.operators.heads import FNOOperator, _BetaNLL, _softplu
 from scaleforge.workloads.operators.training import TrainConfig
 
 if TYPE_CHECKING:
+    from typing import Self
+
     import torch
-    from typing_extensions import Self
 
 __all__ = ["BayesianLinearRegression", "LaplaceOperator", "mse_loss"]
 
