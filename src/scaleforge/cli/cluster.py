@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +20,7 @@ app = typer.Typer(
 )
 
 
-class DataChoice(str, Enum):
+class DataChoice(StrEnum):
     """Data sets of ``cluster run``."""
 
     ar2 = "ar2"
@@ -30,7 +30,7 @@ class DataChoice(str, Enum):
     digits = "digits"
 
 
-class MethodChoice(str, Enum):
+class MethodChoice(StrEnum):
     """Methods of ``cluster run``."""
 
     esn = "esn"
@@ -40,7 +40,7 @@ class MethodChoice(str, Enum):
     raw = "raw"
 
 
-class DetectorChoice(str, Enum):
+class DetectorChoice(StrEnum):
     """Drift detectors of ``cluster stream``."""
 
     page_hinkley = "page_hinkley"
