@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import signal
+import sys
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -97,10 +98,38 @@ def decode_result(data: bytes) -> tuple[int, bool, Any]:
     return int(task_id), bool(ok), value
 
 
+def limit_native_threads(n: int) -> None:
+    """Cap OpenMP/BLAS (and torch's intra-op) thread pools of this process at ``n``.
+
+    Called first thing in every process worker: it keeps workers from
+    oversubscribing the cores, and it makes a forked worker safe after its parent
+    used GNU OpenMP, whose thread pool does not survive ``fork`` (a child opening a
+    parallel region with several threads hangs; with one thread it runs inline).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # threadpoolctl is a core dependency; stay usable without it
+        logger.debug("threadpoolctl missing: native thread pools of worker %d left alone", os.getpid())
+    else:
+        threadpool_limits(limits=n)
+    torch = sys.modules.get("torch")  # only if the parent had imported it: never import torch here
+    if torch is not None:
+        try:
+            torch.set_num_threads(n)
+        except Exception:  # a broken torch must not stop a worker
+            logger.debug("torch.set_num_threads(%d) failed in worker %d", n, os.getpid(), exc_info=True)
+
+
 def worker_main(
-    conn: Connection, parent_conn: Connection | None = None, metrics_dir: str | None = None
+    conn: Connection,
+    parent_conn: Connection | None = None,
+    metrics_dir: str | None = None,
+    native_threads: int | None = None,
 ) -> None:
     """Run tasks received on ``conn`` until it closes or sends ``b""``.
+
+    ``native_threads`` caps the worker's OpenMP/BLAS thread pools (see
+    :func:`limit_native_threads`).
 
     With ``metrics_dir`` (``Settings.monitor.multiprocess_dir`` of the parent),
     the worker records its metrics there (``enable_multiprocess``) so that a
@@ -109,6 +138,8 @@ def worker_main(
     if parent_conn is not None:  # forked children inherit the parent's end; close it
         parent_conn.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if native_threads is not None:
+        limit_native_threads(native_threads)
     if metrics_dir is not None:
         try:
             from scaleforge.monitor.metrics import enable_multiprocess

@@ -194,6 +194,14 @@ class ProcessExecutor(Executor):
     autoscale : AutoscalePolicy, optional
         Thresholds of the autoscaler (built from ``min_workers``/``max_workers``
         when omitted).
+    threads_per_worker : int, optional
+        Size of each worker's native thread pools (OpenMP, BLAS, torch), set
+        with threadpoolctl when the worker starts. Default: the usable CPUs
+        divided by ``max_workers`` (at least 1), so workers do not oversubscribe
+        the cores. This also makes forked workers safe after the parent used
+        OpenMP (e.g. scikit-learn's k-means): GNU OpenMP's thread pool does not
+        survive ``fork``, and a forked child that opens a parallel region with
+        more than one thread hangs.
 
     Examples
     --------
@@ -212,8 +220,12 @@ class ProcessExecutor(Executor):
         start_method: str | None = None,
         max_task_restarts: int = 3,
         autoscale: AutoscalePolicy | None = None,
+        threads_per_worker: int | None = None,
     ) -> None:
         owner = "ProcessExecutor"
+        check_number(
+            threads_per_worker, "threads_per_worker", owner, minimum=1, integer=True, allow_none=True
+        )
         check_number(max_workers, "max_workers", owner, minimum=1, integer=True, allow_none=True)
         check_number(min_workers, "min_workers", owner, minimum=0, integer=True, allow_none=True)
         check_number(max_task_restarts, "max_task_restarts", owner, minimum=0, integer=True)
@@ -246,6 +258,7 @@ class ProcessExecutor(Executor):
         self._autoscaler = Autoscaler(autoscale) if autoscale is not None else None
         self._target = autoscale.min_workers if autoscale is not None else n_max
         self._max = n_max if autoscale is None else autoscale.max_workers
+        self.threads_per_worker = threads_per_worker or max(1, _cpu_count() // self._max)
         self._lock = threading.Lock()
         self._pending: collections.deque[_Task] = collections.deque()
         self._workers: dict[int, _Worker] = {}
@@ -415,7 +428,7 @@ class ProcessExecutor(Executor):
         fork = self.start_method == "fork"
         proc = self._ctx.Process(  # type: ignore[attr-defined]
             target=_worker.worker_main,
-            args=(child_conn, parent_conn if fork else None, self._metrics_dir),
+            args=(child_conn, parent_conn if fork else None, self._metrics_dir, self.threads_per_worker),
             name="scaleforge-worker",
             daemon=True,
         )

@@ -261,3 +261,36 @@ def test_interpreter_exit_stops_workers_even_with_a_task_running(tmp_path: Path)
     assert lines[0] == "[1, 2]"
     pids = [int(p) for p in lines[1].split()]
     _wait_for(lambda: not any(_alive(p) for p in pids), timeout_s=10)
+
+
+def _kmeans_labels_sum(seed: int) -> int:
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    x = np.random.default_rng(seed).normal(size=(1500, 6))
+    return int(KMeans(3, n_init=2, random_state=seed).fit(x).labels_.sum())
+
+
+def _native_thread_counts(_: int) -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return sorted({int(pool["num_threads"]) for pool in threadpool_info()})
+
+
+@pytest.mark.timeout(180)
+def test_forked_workers_run_openmp_code_after_the_parent_used_it() -> None:
+    # GNU OpenMP's thread pool does not survive fork: without the per-worker thread cap,
+    # a forked worker running k-means after the parent did hangs until the timeout.
+    import numpy as np
+    from sklearn.cluster import KMeans
+
+    KMeans(3, n_init=2, random_state=0).fit(np.random.default_rng(0).normal(size=(3000, 6)))
+    from scaleforge.compute.local import ProcessExecutor
+
+    with ProcessExecutor(max_workers=2, start_method="fork", threads_per_worker=1) as ex:
+        report = sf.map(
+            _kmeans_labels_sum, range(4), executor=ex, timeout_s=60, on_error="collect", progress=False
+        )
+        assert report.n_failed == 0, [e.exception_type for e in report.errors]
+        assert report.results == [_kmeans_labels_sum(s) for s in range(4)]
+        assert sf.map(_native_thread_counts, [0], executor=ex, progress=False) == [[1]]

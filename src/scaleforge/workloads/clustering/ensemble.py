@@ -35,7 +35,7 @@ def _one_openmp_thread(item: Any, *, _task: Callable[..., Any], **shared: Any) -
     # Forked workers inherit the parent's OpenMP (libgomp) state: if the parent already ran a
     # parallel region (scikit-learn's KMeans does), a multi-threaded region in the child hangs.
     # One OpenMP thread per task avoids that and also stops workers x threads oversubscribing cores.
-    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
+    from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="openmp"):
         return _task(item, **shared)
