@@ -182,6 +182,7 @@ class ResultStore:
         self._thread: threading.Thread | None = None
         self._values: dict[str, Any] = {}  # queued or being written: answers duplicates meanwhile
         self.stored = 0
+        self.failed = 0  # results the cache rejected or failed to write (full disk, lost Redis)
         self.batches = 0
 
     def put(
@@ -255,13 +256,14 @@ class ResultStore:
     def _write(self, batch: list[_Pending]) -> None:
         try:
             if self._keyer.bulk:
-                self._write_bulk(batch)
+                ok = self._write_bulk(batch)
             else:
-                for p in batch:
-                    self._keyer.fn.store(p.key, p.value)
-            self.stored += len(batch)
+                ok = sum(bool(self._keyer.fn.store(p.key, p.value)) for p in batch)
+            self.stored += ok
+            self.failed += len(batch) - ok
             self.batches += 1
         except Exception:  # a failing cache never fails the computation
+            self.failed += len(batch)
             logger.warning("storing %d map result(s) failed", len(batch), exc_info=True)
         finally:
             for p in batch:
@@ -271,7 +273,8 @@ class ResultStore:
                     except Exception:
                         logger.warning("releasing the lock of %s failed", p.key, exc_info=True)
 
-    def _write_bulk(self, batch: list[_Pending]) -> None:
+    def _write_bulk(self, batch: list[_Pending]) -> int:
+        """Store a batch of results (values, manifests, index); return how many values were stored."""
         fn = self._keyer.fn
         cache = fn.cache
         ttl_s = fn.ttl_s
@@ -280,10 +283,10 @@ class ResultStore:
             stored = cache.set_many(values, ttl_s=ttl_s)
         except Exception as exc:
             fn._error("set", exc)
-            return
+            return 0
         done = [p for p in batch if stored.get(p.key)]
         if not done:
-            return
+            return 0
         try:
             shared = self._keyer.shared
             star = self._keyer.star
@@ -308,3 +311,4 @@ class ResultStore:
                     cache.set(fn._index_key, (entries + added)[-INDEX_CAP:])
         except Exception as exc:
             fn._error("manifest", exc)
+        return len(done)

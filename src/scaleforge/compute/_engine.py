@@ -366,6 +366,7 @@ class MapRun:
         self.misses = 0
         self.duplicates = 0
         self.retried = 0
+        self.store_failures = 0
         self.submitted = 0
         self._label = executor.name
 
@@ -389,6 +390,7 @@ class MapRun:
         self._inflight.clear()
         if self._store is not None:
             self._store.close()  # every result that arrived is stored before map returns
+            self.store_failures = self._store.failed
         for key in list(self._locks):
             self._unlock(key)
         for handle in self._handles:
@@ -510,6 +512,18 @@ class MapRun:
         cm.__exit__(None, None, None)
         return False
 
+    def _reread(self, keys: list[str]) -> dict[str, Any]:
+        """Look keys up again straight in the tier, without the decorator's hit/miss counters.
+
+        Each item was counted once, at its first lookup; re-reads (after taking a lock, or
+        while waiting for another process's result) must not count it again.
+        """
+        try:
+            return dict(self.cached.cache.get_many(keys, mmap=self.cached.mmap))
+        except Exception:  # a failing cache degrades to a miss
+            logger.warning("re-reading %d key(s) failed; treating them as misses", len(keys), exc_info=True)
+            return {}
+
     def _hit_after_lock(self, item: _Item) -> bool:
         """Look ``item`` up again once its lock is held; emit it as a hit if it is there now.
 
@@ -519,11 +533,7 @@ class MapRun:
         key = item.key
         if key is None:
             return False
-        try:
-            found = self.cached.get_many([key])
-        except Exception:  # a failing cache degrades to a miss
-            logger.warning("re-reading %s after its lock failed; computing it here", key, exc_info=True)
-            return False
+        found = self._reread([key])
         if key not in found:
             return False
         self._unlock(key)
@@ -546,7 +556,7 @@ class MapRun:
         due = [k for k, w in self._waiting.items() if w.next_poll <= now]
         if not due:
             return
-        found = self.cached.get_many(due)
+        found = self._reread(due)
         for key in due:
             w = self._waiting[key]
             if key in found:

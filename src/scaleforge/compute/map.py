@@ -141,6 +141,9 @@ class MapReport:
     profiles : list of str
         With ``profile=``: the flame graphs written, one per worker that ran
         an item (paths on the worker's machine).
+    store_failures : int
+        Results of a ``@cached`` function that the cache did not store (a full
+        disk, a lost Redis): they were returned, and a re-run computes them again.
     """
 
     results: list[Any]
@@ -155,6 +158,7 @@ class MapReport:
     elapsed_s: float = 0.0
     executor: str = ""
     profiles: list[str] = dataclasses.field(default_factory=list)
+    store_failures: int = 0
 
     @property
     def ok(self) -> bool:
@@ -504,6 +508,7 @@ def map(
         elapsed_s=time.perf_counter() - plan.started,
         executor=run.executor.name,
         profiles=list(run.profiles),
+        store_failures=run.store_failures,
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from scaleforge._validation import check_choice, check_number
 from scaleforge.compute.base import Executor, TaskDeadlines
-from scaleforge.errors import ComputeError, MissingDependencyError
+from scaleforge.errors import ComputeError, InvalidParameterError, MissingDependencyError
 from scaleforge.settings import get_settings
 
 __all__ = ["SlurmExecutor", "register"]
@@ -39,18 +39,20 @@ class SlurmExecutor(Executor):
     folder : path-like, optional
         Where submitit writes job scripts, pickles and logs (must be on a
         filesystem shared with the compute nodes). Defaults to
-        ``<Settings.jobs.result_dir>/../submitit``.
-    cluster : {"slurm", "local", "debug"}, optional
-        ``None`` detects SLURM (``sbatch`` on PATH) and falls back to local.
+        ``Settings.compute.slurm.folder``, else ``<Settings.jobs.result_dir>/../submitit``.
+    cluster : {"auto", "slurm", "local", "debug"}, optional
+        ``"auto"`` detects SLURM (``sbatch`` on PATH) and falls back to local.
+        Defaults to ``Settings.compute.slurm.cluster`` (``"auto"``).
     partition : str, optional
-        ``--partition``.
-    walltime_min : int, default=60
-        ``--time`` in minutes.
+        ``--partition``; defaults to ``Settings.compute.slurm.partition``.
+    walltime_min : int, optional
+        ``--time`` in minutes; defaults to ``Settings.compute.slurm.walltime_min`` (60).
     cpus_per_task : int, default=1
     mem_gb : float, optional
     gpus_per_node : int, default=0
-    max_requeues : int, default=3
-        Requeues on pre-emption or walltime before the task fails.
+    max_requeues : int, optional
+        Requeues on pre-emption or walltime before the task fails; defaults to
+        ``Settings.compute.slurm.max_requeues`` (3).
     max_jobs : int, default=64
         Reported as :attr:`num_workers` (chunks sized for this many jobs).
     poll_interval_s : float, default=1.0
@@ -80,18 +82,29 @@ class SlurmExecutor(Executor):
         folder: str | os.PathLike[str] | None = None,
         cluster: str | None = None,
         partition: str | None = None,
-        walltime_min: int = 60,
+        walltime_min: int | None = None,
         cpus_per_task: int = 1,
         mem_gb: float | None = None,
         gpus_per_node: int = 0,
-        max_requeues: int = 3,
+        max_requeues: int | None = None,
         max_jobs: int = 64,
         poll_interval_s: float = 1.0,
         slurm_options: dict[str, Any] | None = None,
     ) -> None:
         owner = "SlurmExecutor"
-        if cluster is not None:
-            check_choice(cluster, "cluster", owner, ("slurm", "local", "debug"))
+        defaults = get_settings().compute.slurm
+        cluster = defaults.cluster if cluster is None else cluster
+        partition = defaults.partition if partition is None else partition
+        walltime_min = defaults.walltime_min if walltime_min is None else walltime_min
+        max_requeues = defaults.max_requeues if max_requeues is None else max_requeues
+        if folder is None:
+            folder = defaults.folder
+        check_choice(cluster, "cluster", owner, ("auto", "slurm", "local", "debug"))
+        if partition is not None and (not isinstance(partition, str) or not partition):
+            raise InvalidParameterError(
+                f"The 'partition' parameter of {owner} must be a non-empty str or None. Got {partition!r} "
+                "instead (Settings.compute.slurm.partition)."
+            )
         check_number(walltime_min, "walltime_min", owner, minimum=1, integer=True)
         check_number(cpus_per_task, "cpus_per_task", owner, minimum=1, integer=True)
         check_number(mem_gb, "mem_gb", owner, minimum=0, allow_none=True)
@@ -108,8 +121,13 @@ class SlurmExecutor(Executor):
         folder = Path(folder) if folder is not None else get_settings().jobs.result_dir.parent / "submitit"
         self.folder = Path(folder)
         self._ex = submitit.AutoExecutor(
-            folder=self.folder, cluster=cluster, slurm_max_num_timeout=max_requeues
+            folder=self.folder,
+            cluster=None if cluster == "auto" else cluster,
+            slurm_max_num_timeout=max_requeues,
         )
+        self.partition = partition
+        self.walltime_min = int(walltime_min)
+        self.max_requeues = int(max_requeues)
         params: dict[str, Any] = {
             "timeout_min": walltime_min,
             "cpus_per_task": cpus_per_task,
