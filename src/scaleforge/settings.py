@@ -47,6 +47,7 @@ __all__ = [
     "RedisTierSettings",
     "ServeSettings",
     "Settings",
+    "SlurmSettings",
     "config_context",
     "context_value",
     "get_settings",
@@ -127,6 +128,16 @@ class CacheSettings(_Section):
     key_file: Path = Field(default_factory=lambda: _default_config_dir() / "hmac.key")
 
 
+class SlurmSettings(_Section):
+    """The ``slurm`` executor (submitit): read when ``SlurmExecutor`` arguments are omitted."""
+
+    partition: str | None = None
+    walltime_min: int = 60
+    folder: Path | None = None  # default: <jobs.result_dir>/../submitit
+    max_requeues: int = 3
+    cluster: Literal["auto", "slurm", "local", "debug"] = "auto"
+
+
 class ComputeSettings(_Section):
     """Executors and ``map`` defaults."""
 
@@ -137,6 +148,7 @@ class ComputeSettings(_Section):
     start_method: Literal["fork", "forkserver", "spawn"] | None = None
     progress: bool | None = None
     shared_arg_min_bytes: int = 1 * 10**6
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
 
 
 class ServeSettings(_Section):
@@ -171,6 +183,20 @@ class JobsSettings(_Section):
     max_attempts: int = 3
     result_dir: Path = Field(default_factory=lambda: _default_cache_dir() / "results")
     tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    #: Largest request body the service reads (413 above); accepts units ("1MB").
+    max_body_bytes: int = 1_000_000
+    #: Where the client and ``scaleforge jobs submit|status|...`` find the service.
+    url: str = "http://127.0.0.1:8080"
+    #: Bearer token of the client and CLI (``SCALEFORGE_JOBS__TOKEN``).
+    token: SecretStr | None = None
+
+    @field_validator("max_body_bytes", mode="before")
+    @classmethod
+    def _parse_body_size(cls, v: Any) -> int:
+        try:
+            return parse_bytes(v)
+        except InvalidParameterError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 PROFILES: dict[str, dict[str, Any]] = {

@@ -1,10 +1,13 @@
 """The dashboard in headless Chromium, watching another process that does real work.
 
-A subprocess solves small linear systems in a loop, with a dict cache in front
-(memory tier) and a slower "disk" tier, and records the metric names the
-cache/compute/serve layers use through prometheus_client, served on
-``/metrics``. The dashboard scrapes it, the page must show non-zero figures and
-charts, and an alert rule with a tiny threshold must appear on the page.
+A subprocess runs the real layers and serves this process's ``scaleforge.monitor``
+registry on ``/metrics``: a ``@cached`` linear solve over a memory tier in front of a
+disk tier (``TieredCache``), called through ``scaleforge.map`` on threads with new
+keys arriving, and a ``scaleforge.serve`` app answering predict requests (over
+``httpx.ASGITransport``). The dashboard scrapes it; the page must show non-zero
+figures and charts, and an alert rule with a tiny threshold must appear on the page.
+No metric name is written by hand here, so a name changed in a layer but not in the
+dashboard fails this test.
 """
 
 from __future__ import annotations
@@ -37,59 +40,60 @@ _ARGS = [
 
 _WORKER = textwrap.dedent(
     """
-    import sys, time
+    import asyncio, sys, time
+    import httpx
     import numpy as np
     import prometheus_client as prom
+    import scaleforge as sf
+    from scaleforge.cache.decorators import cached
+    from scaleforge.cache.disk import DiskTier
+    from scaleforge.cache.memory import MemoryTier
+    from scaleforge.cache.tiered import TieredCache
+    from scaleforge.compute.local import ThreadExecutor
+    from scaleforge.monitor import metrics
+    from scaleforge.serve.app import create_app
 
-    hits = prom.Counter("scaleforge_cache_hits_total", "hits", ["tier"])
-    misses = prom.Counter("scaleforge_cache_misses_total", "misses", ["tier"])
-    done = prom.Counter("scaleforge_tasks_completed_total", "tasks", ["executor"])
-    queue = prom.Gauge("scaleforge_queue_depth", "queue", ["executor"])
-    workers = prom.Gauge("scaleforge_workers", "workers", ["executor"])
-    requests = prom.Counter("scaleforge_requests_total", "requests", ["model", "status"])
-    latency = prom.Histogram("scaleforge_request_latency_seconds", "latency", ["model"],
-                             buckets=[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1])
-    batch = prom.Histogram("scaleforge_batch_size", "batch", buckets=[1, 2, 4, 8, 16, 32, 64])
-    prom.start_http_server(int(sys.argv[1]), addr="127.0.0.1")
-    rng = np.random.default_rng(0)
-    memory, disk = {}, {}
-    workers.labels(executor="processes").set(2)
-    deadline = time.monotonic() + 120
-    step = 0
-    while time.monotonic() < deadline:
-        step += 1
-        key = int(rng.integers(0, 20 + step // 3))  # new keys keep arriving: misses keep computing
-        if key in memory:
-            hits.labels(tier="memory").inc()
-        else:
-            misses.labels(tier="memory").inc()
-            if key in disk:
-                hits.labels(tier="disk").inc()
-                memory[key] = disk[key]
-            else:
-                misses.labels(tier="disk").inc()
-                a = rng.standard_normal((60, 60)) + 60 * np.eye(60)
-                x = np.linalg.solve(a, np.ones(60))       # the real work
-                disk[key] = memory[key] = x
-                done.labels(executor="processes").inc()
-        if len(memory) > 15:
-            memory.pop(next(iter(memory)))
-        t0 = time.perf_counter()
-        n = int(rng.integers(1, 9))
-        np.linalg.svd(rng.standard_normal((n * 8, 16)))  # a "request" batch
-        latency.labels(model="darcy").observe(time.perf_counter() - t0)
-        requests.labels(model="darcy", status="200").inc(n)
-        batch.observe(n)
-        queue.labels(executor="processes").set(int(rng.integers(0, 5)))
-        time.sleep(0.01)
+    port, cache_dir = int(sys.argv[1]), sys.argv[2]
+    tiers = TieredCache([MemoryTier(max_bytes="48KB"), DiskTier(cache_dir, max_bytes="50MB")])
+
+    @cached(cache=tiers)
+    def solve(key):
+        rng = np.random.default_rng(key)
+        a = rng.standard_normal((60, 60)) + 60 * np.eye(60)
+        return np.linalg.solve(a, np.ones(60))  # the real work
+
+    def spectrum(x):
+        return np.linalg.svd(np.asarray(x, dtype=float).reshape(-1, 4), compute_uv=False)
+
+    app = create_app({"spectrum": spectrum}, tokens={})
+    executor = ThreadExecutor(max_workers=2)
+
+    async def main():
+        rng = np.random.default_rng(0)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://sf.test") as client:
+                prom.start_http_server(port, addr="127.0.0.1", registry=metrics.REGISTRY)
+                deadline = time.monotonic() + 120
+                step = 0
+                while time.monotonic() < deadline:
+                    step += 1
+                    keys = rng.integers(0, 20 + step // 2, size=6).tolist()  # new keys keep arriving
+                    await asyncio.to_thread(sf.map, solve, keys, executor=executor, progress=False)
+                    inputs = rng.standard_normal((int(rng.integers(1, 9)), 8)).tolist()
+                    r = await client.post("/v1/models/spectrum/predict", json={"inputs": inputs})
+                    r.raise_for_status()
+                    await asyncio.sleep(0.01)
+
+    asyncio.run(main())
     """
 )
 
 
 @pytest.fixture
-def worker() -> Iterator[str]:
+def worker(tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(port)])
+    proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(port), str(tmp_path / "cache")])
     try:
         wait_for_port(port, timeout_s=60)
         yield f"http://127.0.0.1:{port}/metrics"

@@ -2,8 +2,11 @@
 
 Server-side commands (``serve``, ``worker``) read the database URL, lease and
 tokens from settings (``SCALEFORGE_JOBS__DATABASE_URL``...) unless given as
-options. Client commands talk to a running service at ``--url`` (or
-``$SCALEFORGE_JOBS_URL``) with ``--token`` (or ``$SCALEFORGE_JOBS_TOKEN``).
+options. Client commands talk to a running service at ``--url`` with
+``--token``; without them, ``Settings.jobs.url`` / ``Settings.jobs.token``
+(``SCALEFORGE_JOBS__URL`` / ``SCALEFORGE_JOBS__TOKEN``, or the config file).
+The older ``$SCALEFORGE_JOBS_URL`` / ``$SCALEFORGE_JOBS_TOKEN`` still work and
+beat the settings.
 ``--import MODULE`` (repeatable) imports modules that call
 ``scaleforge.jobs.register_function`` so their functions can be submitted and run.
 """
@@ -31,8 +34,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_URL = typer.Option("http://127.0.0.1:8080", "--url", envvar="SCALEFORGE_JOBS_URL", help="Job service URL.")
-_TOKEN = typer.Option(None, "--token", envvar="SCALEFORGE_JOBS_TOKEN", help="Bearer token.")
+_URL = typer.Option(
+    None, "--url", envvar="SCALEFORGE_JOBS_URL", help="Job service URL. Default: Settings.jobs.url."
+)
+_TOKEN = typer.Option(
+    None, "--token", envvar="SCALEFORGE_JOBS_TOKEN", help="Bearer token. Default: Settings.jobs.token."
+)
 _DB = typer.Option(None, "--database-url", help="Default: Settings.jobs.database_url.")
 _SCHEMA = typer.Option(None, "--schema", help="PostgreSQL schema (search_path) to use.")
 _IMPORT = typer.Option(None, "--import", help="Module registering functions (repeatable).")
@@ -53,9 +60,19 @@ def _import_modules(modules: list[str] | None) -> None:
             raise _fail(f"cannot import {name!r} given to --import: {exc}") from exc
 
 
-def _client(url: str, token: str | None) -> Any:
+def _client(url: str | None, token: str | None) -> Any:
+    from scaleforge.errors import ScaleforgeError
     from scaleforge.jobs.client import Client
+    from scaleforge.settings import get_settings
 
+    try:
+        settings = get_settings().jobs
+    except ScaleforgeError as exc:
+        raise _fail(str(exc)) from exc
+    if url is None:
+        url = settings.url
+    if token is None and settings.token is not None:
+        token = settings.token.get_secret_value()
     try:
         return Client(url, token=token)
     except Exception as exc:
@@ -71,6 +88,12 @@ def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise _fail(str(exc)) from exc
 
 
+def _json_form(value: Any) -> Any:
+    from scaleforge.jobs.results import to_json
+
+    return _call(to_json, value)  # arrays as {"__ndarray__", "dtype", "shape", "data"}
+
+
 def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
@@ -82,7 +105,9 @@ def serve(
     database_url: str | None = _DB,
     schema: str | None = _SCHEMA,
     imports: list[str] | None = _IMPORT,
-    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes"),
+    max_body_bytes: int | None = typer.Option(
+        None, "--max-body-bytes", help="Default: Settings.jobs.max_body_bytes (1 MB)."
+    ),
     worker_concurrency: int = typer.Option(1, "--worker-concurrency", help="For the autoscaling metric."),
     log_level: str = typer.Option("warning", "--log-level"),
 ) -> None:
@@ -188,7 +213,7 @@ def submit(
     priority: int = typer.Option(0, "--priority"),
     key: str | None = typer.Option(None, "--key", help="Idempotency key (safe retries)."),
     wait: bool = typer.Option(False, "--wait", help="Wait for the job to finish and print its result."),
-    url: str = _URL,
+    url: str | None = _URL,
     token: str | None = _TOKEN,
 ) -> None:
     """Submit a job and print its id."""
@@ -200,25 +225,25 @@ def submit(
             done = _call(client.wait, job.id)
             if done.status != "succeeded":
                 raise _fail(f"job {job.id} {done.status}: {done.error}")
-            _print_json(_call(client.result, job.id))
+            _print_json(_json_form(_call(client.result, job.id)))
 
 
 @app.command()
-def status(job_id: str, url: str = _URL, token: str | None = _TOKEN) -> None:
+def status(job_id: str, url: str | None = _URL, token: str | None = _TOKEN) -> None:
     """Print one job as JSON."""
     with _client(url, token) as client:
         _print_json(_call(client.get, job_id).to_dict())
 
 
 @app.command()
-def result(job_id: str, url: str = _URL, token: str | None = _TOKEN) -> None:
+def result(job_id: str, url: str | None = _URL, token: str | None = _TOKEN) -> None:
     """Print the result of a succeeded job as JSON."""
     with _client(url, token) as client:
-        _print_json(_call(client.result, job_id))
+        _print_json(_json_form(_call(client.result, job_id)))
 
 
 @app.command()
-def cancel(job_id: str, url: str = _URL, token: str | None = _TOKEN) -> None:
+def cancel(job_id: str, url: str | None = _URL, token: str | None = _TOKEN) -> None:
     """Cancel a queued or running job."""
     with _client(url, token) as client:
         job = _call(client.cancel, job_id)
@@ -233,7 +258,7 @@ def list_jobs(
     limit: int = typer.Option(50, "--limit"),
     cursor: str | None = typer.Option(None, "--cursor"),
     as_json: bool = typer.Option(False, "--json"),
-    url: str = _URL,
+    url: str | None = _URL,
     token: str | None = _TOKEN,
 ) -> None:
     """List your jobs, oldest first (one page; --cursor for the next)."""

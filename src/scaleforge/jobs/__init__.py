@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "get_workload": "scaleforge.jobs.registry",
     "list_workloads": "scaleforge.jobs.registry",
     "open_store": "scaleforge.jobs.store",
-    "read_result": "scaleforge.jobs.worker",
+    "read_result": "scaleforge.jobs.results",
     "recommend_workers": "scaleforge.jobs.worker",
     "register_function": "scaleforge.jobs.registry",
 }
@@ -78,6 +78,7 @@ if TYPE_CHECKING:
     from scaleforge.jobs.models import Job, JobEvent, JobSpec
     from scaleforge.jobs.queue import Claim, JobQueue
     from scaleforge.jobs.registry import Workload, get_workload, list_workloads, register_function
+    from scaleforge.jobs.results import read_result
     from scaleforge.jobs.service import create_app
     from scaleforge.jobs.store import JobStore, SQLJobStore, open_store
-    from scaleforge.jobs.worker import Worker, read_result, recommend_workers
+    from scaleforge.jobs.worker import Worker, recommend_workers

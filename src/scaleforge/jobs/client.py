@@ -19,12 +19,15 @@ import builtins
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from scaleforge.errors import InvalidParameterError, JobError, JobNotFoundError
 from scaleforge.jobs.models import Job
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["Client"]
 
@@ -36,10 +39,12 @@ class Client:
 
     Parameters
     ----------
-    base_url : str
-        E.g. ``"http://jobs.example:8080"``.
+    base_url : str, optional
+        E.g. ``"http://jobs.example:8080"``; defaults to ``Settings.jobs.url``
+        (``SCALEFORGE_JOBS__URL``).
     token : str, optional
-        Bearer token (maps to your owner name on the service).
+        Bearer token (maps to your owner name on the service); defaults to
+        ``Settings.jobs.token`` (``SCALEFORGE_JOBS__TOKEN``).
     timeout_s : float, default=30.0
         Per-request timeout.
     retries : int, default=3
@@ -57,7 +62,7 @@ class Client:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None = None,
         *,
         token: str | None = None,
         timeout_s: float = 30.0,
@@ -65,6 +70,14 @@ class Client:
         backoff_s: float = 0.2,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        if base_url is None or token is None:
+            from scaleforge.settings import get_settings
+
+            settings = get_settings().jobs
+            if base_url is None:
+                base_url = settings.url
+            if token is None and settings.token is not None:
+                token = settings.token.get_secret_value()
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise InvalidParameterError(
                 f"The 'base_url' parameter of Client must start with http:// or https://. Got {base_url!r}."
@@ -244,14 +257,42 @@ class Client:
         Returns
         -------
         object
-            The decoded JSON result.
+            The decoded JSON result; numpy arrays come back as arrays
+            (:func:`scaleforge.jobs.results.from_json`).
 
         Raises
         ------
         JobError
             If the job has not succeeded (yet).
         """
-        return self._request("GET", f"/v1/jobs/{job_id}/result").json()["result"]
+        from scaleforge.jobs.results import from_json
+
+        return from_json(self._request("GET", f"/v1/jobs/{job_id}/result").json()["result"])
+
+    def result_array(self, job_id: str) -> NDArray[Any]:
+        """The result of a succeeded job that returned one numpy array, fetched as ``.npy``.
+
+        Parameters
+        ----------
+        job_id : str
+
+        Returns
+        -------
+        numpy.ndarray
+            Exact dtype and shape, without a JSON detour.
+
+        Raises
+        ------
+        JobError
+            If the job has not succeeded, or its result is not a single array (HTTP 406).
+        """
+        import io
+
+        import numpy as np
+
+        response = self._request("GET", f"/v1/jobs/{job_id}/result", headers={"Accept": "application/x-npy"})
+        out: NDArray[Any] = np.load(io.BytesIO(response.content), allow_pickle=False)
+        return out
 
     def wait(self, job_id: str, *, timeout_s: float = 600.0, poll_s: float = 0.2) -> Job:
         """Poll until the job has finished (succeeded, failed or cancelled).

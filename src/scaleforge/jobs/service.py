@@ -6,7 +6,9 @@ Endpoints (all JSON; bearer-token auth, each token maps to one owner)::
     GET  /v1/jobs                 list yours: ?status=&owner=&limit=&cursor= (paginated)
     GET  /v1/jobs/{id}            one job (404 if it is not yours)
     POST /v1/jobs/{id}/cancel     cancel a queued or running job
-    GET  /v1/jobs/{id}/result     the result of a succeeded job (409 before that)
+    GET  /v1/jobs/{id}/result     the result of a succeeded job (409 before that): JSON, or
+                                  ``application/x-npy`` for a single array when the
+                                  ``Accept`` header asks for it (406 if it is not one array)
     GET  /v1/workloads            what can be submitted, with parameter JSON Schemas
     GET  /metrics                 Prometheus metrics, including the autoscaling recommendation
     GET  /health                  liveness/readiness (503 when the database is unreachable)
@@ -27,28 +29,35 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request, Res
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from scaleforge.errors import InvalidParameterError, JobError, JobNotFoundError
+from scaleforge.errors import InvalidParameterError, JobError, JobNotFoundError, NotAcceptableError
 from scaleforge.jobs.models import Job, JobSpec
 from scaleforge.jobs.registry import get_workload, list_workloads
+from scaleforge.jobs.results import read_result, to_json
 from scaleforge.jobs.store import IdempotencyConflictError, SQLJobStore
-from scaleforge.jobs.worker import read_result, recommend_workers
+from scaleforge.jobs.worker import recommend_workers
 from scaleforge.monitor.metrics import CONTENT_TYPE_LATEST, counter, gauge, generate_latest
 from scaleforge.settings import Settings, get_settings
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "tokens_from_settings"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "NPY_MEDIA_TYPE", "create_app", "tokens_from_settings"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_BODY_BYTES = 1_000_000
+DEFAULT_MAX_BODY_BYTES = 1_000_000  # the default of Settings.jobs.max_body_bytes
+#: Media type of a single-array result in NumPy's ``.npy`` format (``numpy.load`` reads it).
+NPY_MEDIA_TYPE = "application/x-npy"
 ANONYMOUS_OWNER = "local"
 
 _SUBMITTED = counter("scaleforge_jobs_submitted_total", "Job submissions", ["outcome"])
-_DEPTH = gauge("scaleforge_jobs_queue_depth", "Jobs queued or running", [])
-_QUEUED = gauge("scaleforge_jobs_queued", "Jobs waiting for a worker", [])
+# Figures read from the shared database: "livemax", as in scaleforge.jobs.worker.
+_DEPTH = gauge("scaleforge_jobs_queue_depth", "Jobs queued or running", [], multiprocess_mode="livemax")
+_QUEUED = gauge("scaleforge_jobs_queued", "Jobs waiting for a worker", [], multiprocess_mode="livemax")
 _RECOMMENDED = gauge(
-    "scaleforge_jobs_recommended_workers", "Workers needed for the current queue depth (autoscaler input)", []
+    "scaleforge_jobs_recommended_workers",
+    "Workers needed for the current queue depth (autoscaler input)",
+    [],
+    multiprocess_mode="livemax",
 )
-_BY_STATUS = gauge("scaleforge_jobs_by_status", "Jobs per status", ["status"])
+_BY_STATUS = gauge("scaleforge_jobs_by_status", "Jobs per status", ["status"], multiprocess_mode="livemax")
 
 ASGIApp = Callable[
     [
@@ -261,6 +270,29 @@ class _BodyLimit:
         await response(scope, receive, send)
 
 
+def _wants_npy(accept: str | None) -> bool:
+    """True if the Accept header prefers ``.npy`` to JSON (exact type, highest q wins; JSON on ties)."""
+    if not accept:
+        return False
+    best_npy = best_json = -1.0
+    for part in accept.split(","):
+        media, *options = (p.strip() for p in part.split(";"))
+        q = 1.0
+        for opt in options:
+            name, _, val = opt.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(val)
+                except ValueError:
+                    q = 0.0
+        media = media.lower()
+        if media == NPY_MEDIA_TYPE:
+            best_npy = max(best_npy, q)
+        elif media in ("application/json", "application/*", "*/*"):
+            best_json = max(best_json, q)
+    return best_npy > 0 and best_npy > best_json
+
+
 def _job_out(job: Job) -> dict[str, Any]:
     return job.to_dict()
 
@@ -269,7 +301,7 @@ def create_app(
     store: SQLJobStore | None = None,
     *,
     tokens: Mapping[str, str] | None = None,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_body_bytes: int | None = None,
     worker_concurrency: int = 1,
 ) -> FastAPI:
     """Build the job service.
@@ -282,8 +314,9 @@ def create_app(
         Bearer token -> owner. Defaults to ``Settings.jobs.tokens`` (owner ->
         token). With no tokens at all, auth is off and every caller is owner
         ``"local"`` (for a laptop; a warning is logged).
-    max_body_bytes : int, default=1_000_000
-        Larger request bodies get 413.
+    max_body_bytes : int, optional
+        Larger request bodies get 413; defaults to ``Settings.jobs.max_body_bytes``
+        (1 MB, ``SCALEFORGE_JOBS__MAX_BODY_BYTES``).
     worker_concurrency : int, default=1
         Jobs per worker, for the ``scaleforge_jobs_recommended_workers`` metric.
 
@@ -303,9 +336,12 @@ def create_app(
     :func:`~scaleforge.jobs.registry.register_function` first (the CLI's
     ``--import`` does).
     """
+    if max_body_bytes is None:
+        max_body_bytes = get_settings().jobs.max_body_bytes
     if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1024:
         raise InvalidParameterError(
-            f"The 'max_body_bytes' parameter of create_app must be an int >= 1024. Got {max_body_bytes!r}."
+            f"The 'max_body_bytes' parameter of create_app must be an int >= 1024. Got {max_body_bytes!r} "
+            "(argument or Settings.jobs.max_body_bytes)."
         )
     if (
         isinstance(worker_concurrency, bool)
@@ -435,9 +471,20 @@ def create_app(
             raise not_found(exc) from exc
 
     @app.get(
-        "/v1/jobs/{job_id}/result", response_model=ResultOut, responses={**errors, 409: {"model": ErrorOut}}
+        "/v1/jobs/{job_id}/result",
+        response_model=ResultOut,
+        responses={
+            **errors,
+            200: {"content": {NPY_MEDIA_TYPE: {}}, "description": "JSON, or one array as .npy"},
+            406: {"model": ErrorOut},
+            409: {"model": ErrorOut},
+        },
     )
-    def job_result(job_id: str, owner: str = Depends(owner_of)) -> dict[str, Any]:
+    def job_result(
+        job_id: str,
+        owner: str = Depends(owner_of),
+        accept: str | None = Header(None, description=f"application/json (default) or {NPY_MEDIA_TYPE}"),
+    ) -> Any:
         try:
             job = db.get(job_id, owner=owner)
         except JobNotFoundError as exc:
@@ -449,12 +496,26 @@ def create_app(
                 detail=f"Job {job_id} has no result: it is {job.status}{why}. Poll GET /v1/jobs/{job_id} until "
                 "its status is 'succeeded'.",
             )
-        return {
-            "id": job.id,
-            "status": job.status,
-            "result_ref": job.result_ref,
-            "result": read_result(job.result_ref),
-        }
+        value = read_result(job.result_ref)
+        if _wants_npy(accept):
+            import io
+
+            import numpy as np
+
+            if not isinstance(value, np.ndarray) or value.dtype.hasobject:
+                raise HTTPException(
+                    status_code=406,
+                    detail=f"The result of job {job_id} is a {type(value).__name__}, not a single numeric array, "
+                    f"so it cannot be sent as {NPY_MEDIA_TYPE}. Ask for application/json instead.",
+                )
+            buf = io.BytesIO()
+            np.save(buf, value, allow_pickle=False)
+            return Response(buf.getvalue(), media_type=NPY_MEDIA_TYPE)
+        try:
+            body = to_json(value)
+        except NotAcceptableError as exc:
+            raise HTTPException(status_code=406, detail=str(exc)) from exc
+        return {"id": job.id, "status": job.status, "result_ref": job.result_ref, "result": body}
 
     @app.get("/v1/workloads", response_model=WorkloadList, responses={401: {"model": ErrorOut}})
     def workloads(owner: str = Depends(owner_of)) -> dict[str, Any]:

@@ -6,11 +6,30 @@ registered name). A heartbeat thread renews the lease of every job it holds
 every ``lease_s / 3`` seconds; if the worker dies, the leases lapse and another
 worker re-queues the jobs (:meth:`~scaleforge.jobs.queue.JobQueue.requeue_expired`).
 
-Results must be JSON-serialisable (numpy arrays are converted). Each is
-written to ``<result_dir>/<job id>/<claim token>.json`` (write to a temporary
-name, then rename) and the job row stores its ``file://`` URI only if the
-claim still holds; otherwise the file is removed. So a job has exactly one
-recorded result even when a slow worker and its replacement both finish.
+Results are written by :mod:`scaleforge.jobs.results` (plain JSON as ``.json``,
+anything else — numpy arrays, dicts of arrays — as a signed cache-codec frame
+``.sfc``) to ``<result_dir>/<job id>/<claim token>.<ext>``, and the job row
+stores the file's URI only if the claim still holds; otherwise the file is
+removed. So a job has exactly one recorded result even when a slow worker and
+its replacement both finish.
+
+Delivery is **at least once**. A job runs again when its worker dies or stalls
+longer than its lease (the lease expires, the job is re-queued). When a
+heartbeat finds that the worker *lost* a job it is still running — its lease
+expired and the job was re-queued, or its owner cancelled it
+(``POST /v1/jobs/{id}/cancel``) — the worker abandons it at once: it stops
+renewing that lease, never records its result, and stops the computation where
+the executor allows it:
+
+- a task not started yet is cancelled and never runs;
+- on executors whose tasks own their process (``kills_timed_out_tasks``:
+  ``processes``, ``ray``) the task's process is ended: each job runs with a
+  watchdog that polls a cancel marker (``<token>.cancel`` next to the result)
+  and exits the process when it appears; the executor replaces the process,
+  and a re-sent task sees the marker and stops before running;
+- on ``threads``, ``dask`` and ``slurm`` a running Python function cannot be
+  interrupted: it runs to the end and its result is dropped (logged). Jobs
+  should therefore be idempotent, as with any at-least-once queue.
 
 The worker exports ``scaleforge_jobs_queue_depth`` and
 ``scaleforge_jobs_recommended_workers`` (``ceil(depth / concurrency)``) for an
@@ -29,28 +48,56 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from scaleforge.compute.base import Executor
-from scaleforge.errors import InvalidParameterError, JobError, WorkerLostError
+from scaleforge.errors import InvalidParameterError, JobError, ScaleforgeError, WorkerLostError
 from scaleforge.jobs.queue import Claim, JobQueue
 from scaleforge.jobs.registry import get_workload
+from scaleforge.jobs.results import read_result, write_result
 from scaleforge.jobs.store import SQLJobStore
-from scaleforge.monitor.metrics import gauge
+from scaleforge.monitor.metrics import counter, gauge, histogram
 from scaleforge.settings import get_settings
 
-__all__ = ["Worker", "read_result", "recommend_workers", "run_workload"]
+if TYPE_CHECKING:
+    from scaleforge.codec import Signer
+
+__all__ = ["Worker", "read_result", "recommend_workers", "run_job", "run_workload"]
 
 logger = logging.getLogger(__name__)
 
-_DEPTH = gauge("scaleforge_jobs_queue_depth", "Jobs queued or running", [])
-_QUEUED = gauge("scaleforge_jobs_queued", "Jobs waiting for a worker", [])
+# Depth, queued and per-status counts are read from the shared database, so every worker and the
+# service export the same figure: "livemax" (not the default livesum) keeps it right when several
+# processes record into one multiprocess directory.
+_DEPTH = gauge("scaleforge_jobs_queue_depth", "Jobs queued or running", [], multiprocess_mode="livemax")
+_QUEUED = gauge("scaleforge_jobs_queued", "Jobs waiting for a worker", [], multiprocess_mode="livemax")
 _RECOMMENDED = gauge(
-    "scaleforge_jobs_recommended_workers", "Workers needed for the current queue depth (autoscaler input)", []
+    "scaleforge_jobs_recommended_workers",
+    "Workers needed for the current queue depth (autoscaler input)",
+    [],
+    multiprocess_mode="livemax",
 )
+_BY_STATUS = gauge("scaleforge_jobs_by_status", "Jobs per status", ["status"], multiprocess_mode="livemax")
 _INFLIGHT = gauge("scaleforge_jobs_worker_inflight", "Jobs this worker is running", [])
+_CLAIM_SECONDS = histogram(
+    "scaleforge_jobs_claim_seconds",
+    "Latency of one claim round trip to the job database (claimed or empty)",
+    [],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+_WAIT_SECONDS = histogram(
+    "scaleforge_jobs_wait_seconds",
+    "Time a job waited from submission to its claim by a worker",
+    ["workload"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0),
+)
+_ABANDONED = counter(
+    "scaleforge_jobs_abandoned_total", "Jobs a worker stopped or dropped after losing their lease", ["how"]
+)
+#: How often a running job's watchdog looks for its cancel marker.
+CANCEL_POLL_S = 0.2
+#: Exit code of a process ended because its job was cancelled or its lease lost.
+CANCEL_EXIT_CODE = 75
 
 
 def recommend_workers(
@@ -114,35 +161,54 @@ def run_workload(target: str | Callable[..., Any], params: dict[str, Any]) -> An
     return fn(**params)
 
 
-def read_result(result_ref: str) -> Any:
-    """Load a result written by a worker.
+def run_job(
+    target: str | Callable[..., Any],
+    params: dict[str, Any],
+    cancel_path: str | None = None,
+    stop_on_cancel: bool = False,
+) -> Any:
+    """Run one job where the executor puts it, honouring its cancel marker.
 
     Parameters
     ----------
-    result_ref : str
-        A job's ``result_ref`` (``file:///...json``).
+    target : str or callable
+        ``"module:qualname"`` or the function.
+    params : dict
+        Validated parameters.
+    cancel_path : str, optional
+        A file whose existence means "stop": checked before the job starts.
+    stop_on_cancel : bool, default=False
+        Also watch the marker while the job runs and end this *process* when it
+        appears (only for executors whose tasks own their process).
 
     Returns
     -------
     object
+        The function's return value.
 
     Raises
     ------
     JobError
-        If the reference is not a file URI or the file is missing.
+        If the marker exists before the job starts.
     """
-    if not isinstance(result_ref, str) or not result_ref.startswith("file://"):
-        raise JobError(f"Unsupported result reference {result_ref!r}; expected a file:// URI.")
-    from urllib.parse import unquote, urlparse
+    if cancel_path is not None and os.path.exists(cancel_path):
+        raise JobError("the job was cancelled or its lease lost before it started; not running it")
+    if cancel_path is None or not stop_on_cancel:
+        return run_workload(target, params)
+    done = threading.Event()
 
-    path = Path(unquote(urlparse(result_ref).path))
+    def _watch() -> None:
+        while not done.wait(CANCEL_POLL_S):
+            if os.path.exists(cancel_path):
+                logger.warning("job cancelled or its lease lost: ending process %d", os.getpid())
+                os._exit(CANCEL_EXIT_CODE)
+
+    watchdog = threading.Thread(target=_watch, name="sf-job-watchdog", daemon=True)
+    watchdog.start()
     try:
-        return orjson.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise JobError(
-            f"The result file {path} is missing: the result directory must be shared between workers and "
-            "the service (Settings.jobs.result_dir on a shared volume)."
-        ) from exc
+        return run_workload(target, params)
+    finally:
+        done.set()
 
 
 def _default_worker_id() -> str:
@@ -170,6 +236,9 @@ class Worker:
         Defaults to ``host:pid:random``.
     workloads : collection of str, optional
         Claim only these workloads (default: any).
+    signer : scaleforge.codec.Signer, optional
+        Signs non-JSON results; defaults to the cache key from settings
+        (:func:`scaleforge.jobs.results.default_signer`).
 
     Raises
     ------
@@ -200,6 +269,7 @@ class Worker:
         result_dir: str | os.PathLike[str] | None = None,
         worker_id: str | None = None,
         workloads: Collection[str] | None = None,
+        signer: Signer | None = None,
     ) -> None:
         owner = "Worker"
         if (
@@ -238,8 +308,11 @@ class Worker:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._inflight: dict[cf.Future[Any], Claim] = {}
-        self._lost: set[str] = set()
+        self._kills_tasks = False
+        self._lost: set[str] = set()  # claim tokens whose lease this worker lost
+        self._signer = signer
         self.processed = 0
+        self.abandoned = 0
 
     # ---- control -----------------------------------------------------------------------
     def stop(self) -> None:
@@ -278,6 +351,7 @@ class Worker:
             Jobs finished by this call.
         """
         ex, owns_executor = self._make_executor()
+        self._kills_tasks = bool(ex.kills_timed_out_tasks)
         self.result_dir.mkdir(parents=True, exist_ok=True)
         beat = threading.Thread(
             target=self._heartbeat_loop, name=f"sf-heartbeat-{self.worker_id}", daemon=True
@@ -329,6 +403,7 @@ class Worker:
             beat.join(timeout=5)
             if owns_executor:
                 ex.shutdown(wait=False, cancel_futures=True)
+            self._export_metrics()  # the gauges show the queue as this worker left it
             if self._owns_store:
                 self.store.close()
         logger.info("worker %s stopped after %d job(s)", self.worker_id, done_here)
@@ -342,9 +417,15 @@ class Worker:
                 busy = len(self._inflight)
             if busy >= self.concurrency or (max_jobs is not None and done_here + busy >= max_jobs):
                 break
+            t0 = time.perf_counter()
             claim = self.queue.claim(self.worker_id, workloads=self.workloads)
+            _CLAIM_SECONDS.observe(time.perf_counter() - t0)
             if claim is None:
                 break
+            if claim.job.started_at is not None:
+                _WAIT_SECONDS.labels(workload=claim.job.workload).observe(
+                    max(0.0, claim.job.started_at - claim.job.created_at)
+                )
             claimed = True
             try:
                 entry = get_workload(claim.job.workload)
@@ -352,8 +433,11 @@ class Worker:
             except InvalidParameterError as exc:
                 self.queue.fail(claim, str(exc))
                 continue
+            cancel_path = str(self._marker(claim))
             try:
-                fut = ex.submit_task(run_workload, (entry.target, params))
+                fut = ex.submit_task(
+                    run_job, (entry.target, params, cancel_path, bool(ex.kills_timed_out_tasks))
+                )
             except Exception as exc:  # the executor refused the task
                 logger.exception("worker %s could not submit job %s", self.worker_id, claim.job.id)
                 self.queue.fail(claim, f"the executor refused the job: {exc}", retry=True)
@@ -362,8 +446,23 @@ class Worker:
                 self._inflight[fut] = claim
         return claimed
 
+    def _marker(self, claim: Claim) -> Path:
+        return self.result_dir / claim.job.id / f"{claim.token}.cancel"
+
     def _settle(self, claim: Claim, fut: cf.Future[Any]) -> None:
-        job_id = claim.job.id
+        if claim.token in self._lost:
+            self._lost.discard(claim.token)
+            self._marker(claim).unlink(missing_ok=True)
+            outcome = (
+                "cancelled" if fut.cancelled() else "failed" if fut.exception() is not None else "finished"
+            )
+            logger.warning(
+                "worker %s dropped the outcome of job %s (%s after its lease was lost)",
+                self.worker_id,
+                claim.job.id,
+                outcome,
+            )
+            return
         if fut.cancelled():
             self.queue.fail(claim, "the executor cancelled the task", retry=True)
             return
@@ -373,20 +472,16 @@ class Worker:
             self.queue.fail(claim, f"{type(exc).__name__}: {exc}", retry=retry)
             return
         try:
-            body = orjson.dumps(fut.result(), option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-        except TypeError as exc:
+            path = write_result(
+                fut.result(), self.result_dir / claim.job.id, claim.token, signer=self._signer
+            )
+        except ScaleforgeError as exc:  # not picklable, or no usable signing key
             self.queue.fail(
                 claim,
-                f"the result of workload {claim.job.workload!r} is not JSON-serialisable ({exc}); return "
-                "numbers, strings, lists, dicts or numpy arrays, and write large artefacts to files",
+                f"the result of workload {claim.job.workload!r} cannot be stored ({exc}); return JSON data, "
+                "numpy arrays or picklable objects, and write large artefacts to files",
             )
             return
-        folder = self.result_dir / job_id
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{claim.token}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(body)
-        os.replace(tmp, path)
         if not self.queue.complete(claim, path.resolve().as_uri()):
             path.unlink(missing_ok=True)
 
@@ -397,15 +492,36 @@ class Worker:
 
     def _beat(self) -> None:
         with self._lock:
-            held = list(self._inflight.items())
+            held = [(f, c) for f, c in self._inflight.items() if c.token not in self._lost]
         for fut, claim in held:
             try:
-                if not self.queue.heartbeat(claim) and claim.job.id not in self._lost:
-                    self._lost.add(claim.job.id)
-                    fut.cancel()  # not started yet: never runs; running: its result is dropped
-                    logger.warning("worker %s lost the lease of job %s", self.worker_id, claim.job.id)
+                if not self.queue.heartbeat(claim):
+                    self._abandon(fut, claim)
             except JobError:
                 logger.exception("heartbeat of job %s failed; retrying next beat", claim.job.id)
+
+    def _abandon(self, fut: cf.Future[Any], claim: Claim) -> None:
+        """Lease lost (re-queued elsewhere, or cancelled): stop the job where possible, never record it."""
+        self._lost.add(claim.token)
+        self.abandoned += 1
+        if fut.cancel():  # not started: it never runs
+            how = "not_started"
+        else:
+            how = "stopped" if self._kills_tasks else "dropped"
+            try:  # the job's watchdog ends its process (or a re-sent task stops at once)
+                marker = self._marker(claim)
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError:
+                logger.exception("could not write the cancel marker of job %s", claim.job.id)
+        _ABANDONED.labels(how=how).inc()
+        logger.warning(
+            "worker %s lost the lease of job %s (re-queued or cancelled); abandoning it (%s)%s",
+            self.worker_id,
+            claim.job.id,
+            how,
+            "" if how != "dropped" else ": this executor cannot interrupt it, its result will be dropped",
+        )
 
     def _export_metrics(self) -> None:
         try:
@@ -417,3 +533,5 @@ class Worker:
         _DEPTH.set(depth)
         _QUEUED.set(counts["queued"])
         _RECOMMENDED.set(recommend_workers(depth, self.concurrency))
+        for status, n in counts.items():
+            _BY_STATUS.labels(status=status).set(n)

@@ -36,11 +36,24 @@ logger = logging.getLogger(__name__)
 CHARTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "cache": ("Cache hit rate per tier", "ratio", ("cache_hit_rate",)),
     "tasks": ("Tasks per second", "1/s", ("tasks_per_s",)),
-    "queue": ("Queue depth and workers", "count", ("queue_depth", "workers")),
+    "queue": ("Queue depth and workers", "count", ("queue_depth", "workers", "jobs_queued", "jobs_running")),
     "requests": ("Requests per second", "1/s", ("requests_per_s",)),
     "latency": ("Request latency", "s", ("latency_p50_s", "latency_p95_s", "latency_p99_s")),
     "batch": ("Batch size", "items", ("batch_size_mean", "batch_size_p95")),
     "system": ("CPU and memory", "%", ("cpu_percent", "memory_percent", "gpu_utilization_percent")),
+    "workloads": (
+        "Workload progress",
+        "1/s",
+        ("pde_samples_per_s", "habitat_episodes_per_s", "clustering_runs_per_s", "jobs_finished_per_s"),
+    ),
+}
+
+# figure -> counter whose rate over the window it is (workloads and jobs).
+_RATE_FIGURES: dict[str, str] = {
+    "pde_samples_per_s": "scaleforge_pde_samples_generated_total",
+    "habitat_episodes_per_s": "scaleforge_habitat_episodes_evaluated_total",
+    "clustering_runs_per_s": "scaleforge_clustering_ensemble_runs_total",
+    "jobs_finished_per_s": "scaleforge_jobs_finished_total",
 }
 
 _CUMULATIVE = ("_total", "_count", "_sum", "_bucket")
@@ -325,7 +338,6 @@ class MetricsCollector:
                     status.startswith("5") or status in ("error", "failed", "failure", "timeout")
                 ):
                     err_rate += self._increase(key, now) / span
-        err_rate += sum(self._rate(latest, "scaleforge_request_errors_total", now).values())
         denom = f.get("requests_per_s", 0.0) + f.get("tasks_per_s", 0.0) + sum(failed.values())
         if denom > 0:
             f["error_rate"] = (err_rate + sum(failed.values())) / denom
@@ -341,6 +353,19 @@ class MetricsCollector:
         limit = self._sum_latest(latest, "scaleforge_max_batch_size")
         if limit is not None:
             f["max_batch_size"] = limit
+        # jobs: per-status counts read from the job database (the same figure in every process: max)
+        for _, p in latest.get("scaleforge_jobs_by_status", []):
+            status = p.label("status")
+            if status in ("queued", "running", "succeeded", "failed", "cancelled"):
+                f[f"jobs_{status}"] = max(f.get(f"jobs_{status}", 0.0), p.value)
+        if "jobs_queued" not in f:
+            rows = latest.get("scaleforge_jobs_queued")
+            if rows:
+                f["jobs_queued"] = max(p.value for _, p in rows)
+        # workloads and jobs throughput
+        for figure, name in _RATE_FIGURES.items():
+            if latest.get(name):
+                f[figure] = sum(self._rate(latest, name, now).values())
         # system: the sampler of this process, else gauges read from the sources
         with self._lock:
             system = dict(self._system)

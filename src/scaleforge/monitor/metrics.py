@@ -15,6 +15,13 @@ Multiprocess mode: worker pools and multi-worker servers call
 writes its values to memory-mapped files there, and :func:`generate_latest`
 with that directory adds them up the way Prometheus expects.
 
+Switching recording off: inside ``scaleforge.config_context(metrics=False)``
+every ``inc``, ``dec``, ``set`` and ``observe`` of a metric made here is a
+no-op in that thread or task, including on children bound before the context
+was entered. The check is one context-variable read per call (about 40 ns,
+``counter_inc_ns`` in ``benchmarks/bench_monitor.py``); outside such a context
+recording is unchanged. Other values of the ``metrics`` key record normally.
+
 This module imports no other scaleforge layer.
 """
 
@@ -35,6 +42,7 @@ from prometheus_client import multiprocess as _multiprocess
 from prometheus_client import values as _prom_values
 from prometheus_client.metrics_core import Metric
 
+from scaleforge import settings as _settings
 from scaleforge.errors import InvalidParameterError
 
 __all__ = [
@@ -49,6 +57,7 @@ __all__ = [
     "histogram",
     "mark_process_dead",
     "multiprocess_dir",
+    "recording_enabled",
 ]
 
 REGISTRY = prom.CollectorRegistry(auto_describe=True)
@@ -62,6 +71,28 @@ _metrics: dict[str, prom.metrics.MetricWrapperBase] = {}
 _mp_state: dict[str, Any] = {"dir": None, "previous": None}
 
 M = TypeVar("M", prom.Counter, prom.Gauge, prom.Histogram)
+
+# Bound once: the hot paths below read the config_context variable directly (one C call).
+_context_get = _settings._context.get
+
+
+def recording_enabled() -> bool:
+    """Return False inside ``config_context(metrics=False)``, True otherwise.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from scaleforge.settings import config_context
+    >>> with config_context(metrics=False):
+    ...     recording_enabled()
+    False
+    >>> recording_enabled()
+    True
+    """
+    return _context_get().get("metrics") is not False
 
 
 def _validate(name: str, labelnames: Sequence[str]) -> None:
@@ -181,11 +212,46 @@ class _FastCounter(prom.Counter):
             self._tick = value.tick
 
     def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        ctx = _context_get()
+        if ctx and ctx.get("metrics") is False:  # config_context(metrics=False)
+            return
         tick = self._tick
         if tick is not None and amount == 1 and exemplar is None:
             tick()
             return
         super().inc(amount, exemplar)
+
+
+class _Gauge(prom.Gauge):
+    """A ``prometheus_client.Gauge`` that honours ``config_context(metrics=False)``."""
+
+    def inc(self, amount: float = 1) -> None:
+        ctx = _context_get()
+        if ctx and ctx.get("metrics") is False:
+            return
+        super().inc(amount)
+
+    def dec(self, amount: float = 1) -> None:
+        ctx = _context_get()
+        if ctx and ctx.get("metrics") is False:
+            return
+        super().dec(amount)
+
+    def set(self, value: float) -> None:
+        ctx = _context_get()
+        if ctx and ctx.get("metrics") is False:
+            return
+        super().set(value)
+
+
+class _Histogram(prom.Histogram):
+    """A ``prometheus_client.Histogram`` that honours ``config_context(metrics=False)``."""
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        ctx = _context_get()
+        if ctx and ctx.get("metrics") is False:
+            return
+        super().observe(amount, exemplar)
 
 
 def counter(name: str, documentation: str, labelnames: Sequence[str] = ()) -> prom.Counter:
@@ -243,7 +309,7 @@ def gauge(
             f"The 'multiprocess_mode' parameter of gauge {name!r} must be one of "
             f"{', '.join(sorted(prom.Gauge._MULTIPROC_MODES))}. Got {multiprocess_mode!r} instead."
         )
-    return _get_or_create(prom.Gauge, name, documentation, labelnames, multiprocess_mode=multiprocess_mode)
+    return _get_or_create(_Gauge, name, documentation, labelnames, multiprocess_mode=multiprocess_mode)
 
 
 def histogram(
@@ -266,14 +332,14 @@ def histogram(
     prometheus_client.Histogram
     """
     if buckets is None:
-        return _get_or_create(prom.Histogram, name, documentation, labelnames)
+        return _get_or_create(_Histogram, name, documentation, labelnames)
     bounds = tuple(float(b) for b in buckets)
     if not bounds or any(b2 <= b1 for b1, b2 in itertools.pairwise(bounds)):
         raise InvalidParameterError(
             f"The 'buckets' parameter of histogram {name!r} must be a non-empty strictly increasing "
             f"sequence of upper bounds. Got {tuple(buckets)!r} instead."
         )
-    return _get_or_create(prom.Histogram, name, documentation, labelnames, buckets=bounds)
+    return _get_or_create(_Histogram, name, documentation, labelnames, buckets=bounds)
 
 
 # --------------------------------------------------------------------------- multiprocess mode
@@ -482,8 +548,15 @@ def collect_families(
 ) -> list[Metric]:
     """Collect metric families from a registry and, optionally, a multiprocess directory.
 
-    Families found in the directory win over in-process families of the same
-    name (the directory already holds this process's values in multiprocess mode).
+    When this process records into that same directory (:func:`enable_multiprocess`),
+    the directory already holds its values and its in-process families are
+    skipped. Otherwise this process's samples are added to the directory's:
+    counter and histogram samples with the same labels are summed (a parent
+    that ran ``map`` and its workers count the same series); a gauge series
+    present in both combines by the gauge's ``multiprocess_mode`` (sum, max or
+    min; for gauges not made by :func:`gauge`, and ``mostrecent``, the
+    directory's value is kept). Forked workers hold a zero for every metric
+    their parent had made, so these rules keep the parent's value.
 
     Parameters
     ----------
@@ -509,9 +582,64 @@ def collect_families(
         merge: Any = _multiprocess.MultiProcessCollector.merge
         for family in merge(files, accumulate=True):
             families[family.name] = family
+        own = _mp_state["dir"]
+        if own is not None and own.resolve() == path.resolve():
+            for family in reg.collect():
+                families.setdefault(family.name, family)
+            return list(families.values())
     for family in reg.collect():
-        families.setdefault(family.name, family)
+        other = families.get(family.name)
+        if other is None:
+            families[family.name] = family
+        else:
+            families[family.name] = _add_families(other, family)
     return list(families.values())
+
+
+_ADDITIVE = frozenset({"counter", "histogram"})
+_ADDITIVE_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
+
+
+def _add_families(shared: Metric, local: Metric) -> Metric:
+    """``shared`` (from a directory) plus ``local`` (this process), sample by sample."""
+    out = Metric(shared.name, shared.documentation, shared.type, shared.unit)
+    index: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+    for sample in shared.samples:
+        index[(sample.name, tuple(sorted(sample.labels.items())))] = len(out.samples)
+        out.samples.append(sample)
+    for sample in local.samples:
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        pos = index.get(key)
+        if pos is None:
+            index[key] = len(out.samples)
+            out.samples.append(sample)
+        elif shared.type in _ADDITIVE and sample.name.endswith(_ADDITIVE_SUFFIXES):
+            out.samples[pos] = out.samples[pos]._replace(value=out.samples[pos].value + sample.value)
+        elif shared.type == "gauge":
+            combine = _GAUGE_COMBINE.get(_gauge_mode(shared.name))
+            if combine is not None:
+                value = combine(out.samples[pos].value, sample.value)
+                out.samples[pos] = out.samples[pos]._replace(value=value)
+    return out
+
+
+def _add(a: float, b: float) -> float:
+    return a + b
+
+
+_GAUGE_COMBINE: dict[str, Any] = {
+    "sum": _add,
+    "livesum": _add,
+    "max": max,
+    "livemax": max,
+    "min": min,
+    "livemin": min,
+}
+
+
+def _gauge_mode(name: str) -> str:
+    metric: Any = _metrics.get(name)
+    return str(getattr(metric, "_multiprocess_mode", "")) if isinstance(metric, prom.Gauge) else ""
 
 
 def generate_latest(

@@ -49,3 +49,29 @@ def test_map_runs_each_chunk_as_a_slurm_job_in_another_process(tmp_path: Path) -
 def test_bad_arguments_name_the_parameter(tmp_path: Path, kwargs: dict[str, object], name: str) -> None:
     with pytest.raises(InvalidParameterError, match=name):
         SlurmExecutor(folder=tmp_path, **kwargs)  # type: ignore[arg-type]
+
+
+def test_omitted_arguments_come_from_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scaleforge.settings import set_settings
+
+    monkeypatch.setenv("SCALEFORGE_COMPUTE__SLURM__PARTITION", "long")
+    monkeypatch.setenv("SCALEFORGE_COMPUTE__SLURM__WALLTIME_MIN", "7")
+    monkeypatch.setenv("SCALEFORGE_COMPUTE__SLURM__MAX_REQUEUES", "5")
+    monkeypatch.setenv("SCALEFORGE_COMPUTE__SLURM__FOLDER", str(tmp_path / "from-settings"))
+    monkeypatch.setenv("SCALEFORGE_COMPUTE__SLURM__CLUSTER", "local")
+    set_settings(None)
+    try:
+        ex = SlurmExecutor()
+        try:
+            assert (ex.partition, ex.walltime_min, ex.max_requeues) == ("long", 7, 5)
+            assert ex.folder == tmp_path / "from-settings" and ex.cluster == "local"
+            assert ex._ex._executor.parameters["timeout_min"] == 7  # what submitit will request
+        finally:
+            ex.shutdown()
+        explicit = SlurmExecutor(walltime_min=3, max_requeues=0, folder=tmp_path / "arg")
+        try:  # an argument beats the setting
+            assert (explicit.walltime_min, explicit.max_requeues, explicit.folder) == (3, 0, tmp_path / "arg")
+        finally:
+            explicit.shutdown()
+    finally:
+        set_settings(None)

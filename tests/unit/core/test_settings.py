@@ -136,3 +136,31 @@ def test_flat_executor_and_address_shortcuts(monkeypatch: pytest.MonkeyPatch) ->
         assert resolve("executor") == "ray"
     finally:
         set_settings(None)
+
+
+def test_jobs_and_slurm_sections(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings()
+    assert (
+        s.jobs.max_body_bytes == 1_000_000 and s.jobs.url == "http://127.0.0.1:8080" and s.jobs.token is None
+    )
+    slurm = s.compute.slurm
+    assert (slurm.partition, slurm.walltime_min, slurm.folder, slurm.max_requeues, slurm.cluster) == (
+        None,
+        60,
+        None,
+        3,
+        "auto",
+    )
+    monkeypatch.setenv("SCALEFORGE_JOBS__MAX_BODY_BYTES", "2MB")
+    monkeypatch.setenv("SCALEFORGE_JOBS__URL", "http://jobs.example:9000")
+    monkeypatch.setenv("SCALEFORGE_JOBS__TOKEN", "s3cret")
+    monkeypatch.setenv("SCALEFORGE_COMPUTE__SLURM__PARTITION", "gpu")
+    monkeypatch.setenv("SCALEFORGE_COMPUTE__SLURM__CLUSTER", "local")
+    s = load_settings()
+    assert s.jobs.max_body_bytes == 2_000_000 and s.jobs.url == "http://jobs.example:9000"
+    assert s.jobs.token is not None and s.jobs.token.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(s)  # a secret
+    assert (s.compute.slurm.partition, s.compute.slurm.cluster) == ("gpu", "local")
+    monkeypatch.setenv("SCALEFORGE_COMPUTE__SLURM__CLUSTER", "pbs")
+    with pytest.raises(ConfigError, match="cluster"):
+        load_settings()

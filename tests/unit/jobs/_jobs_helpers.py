@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from scaleforge.jobs.registry import register_function
 from scaleforge.jobs.store import SQLJobStore
 
@@ -72,12 +74,56 @@ def _append(log: str, entry: dict[str, Any]) -> None:
 
 
 def not_json() -> object:
-    """Return something JSON cannot encode."""
+    """Return something JSON cannot encode (but pickle can)."""
     return {1, 2, 3}
+
+
+def unpicklable() -> object:
+    """Return something neither JSON nor pickle can encode."""
+    return threading.Lock()
+
+
+def arrays(n: int = 4, seed: int = 0) -> dict[str, Any]:
+    """Return a dict of arrays of several dtypes (a known answer: the seed fixes them)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {
+        "u": rng.standard_normal((n, 3)),
+        "ids": np.arange(n, dtype=np.int32),
+        "mask": np.arange(n) % 2 == 0,
+        "edge": np.array([np.nan, np.inf, -np.inf, 1.5]),
+        "z": np.array([1 + 2j, -3.5j]),
+        "meta": {"n": n, "note": "ok"},
+    }
+
+
+def one_array(n: int = 5) -> Any:
+    """Return ``arange(n)`` as float32 (one array: servable as .npy)."""
+    import numpy as np
+
+    return np.arange(n, dtype=np.float32).reshape(1, n)
 
 
 register_function("jobstest.record", record)
 register_function("jobstest.not_json", not_json)
+register_function("jobstest.unpicklable", unpicklable)
+register_function("jobstest.arrays", arrays)
+register_function("jobstest.one_array", one_array)
+
+#: The cache signing key every test process shares (result frames are signed with it).
+TEST_HMAC_KEY = "0123456789abcdef" * 4
+
+
+@pytest.fixture
+def signing_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point Settings.cache.hmac_key at :data:`TEST_HMAC_KEY` (no key file in the home directory)."""
+    from scaleforge.settings import set_settings
+
+    monkeypatch.setenv("SCALEFORGE_CACHE__HMAC_KEY", TEST_HMAC_KEY)
+    set_settings(None)
+    yield TEST_HMAC_KEY
+    set_settings(None)
 
 
 def read_runs(log: Path) -> dict[str, dict[str, dict[str, float]]]:
@@ -136,6 +182,7 @@ def _env(tmp_path: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCALEFORGE_")}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["SCALEFORGE_JOBS__RESULT_DIR"] = str(tmp_path / "results")
+    env["SCALEFORGE_CACHE__HMAC_KEY"] = TEST_HMAC_KEY
     env.update(extra or {})
     return env
 
@@ -157,10 +204,17 @@ def start_cli(
 
 
 def start_worker(
-    db: DB, tmp_path: Path, name: str, *, lease_s: float, concurrency: int = 1, extra: list[str] | None = None
+    db: DB,
+    tmp_path: Path,
+    name: str,
+    *,
+    lease_s: float,
+    concurrency: int = 1,
+    extra: list[str] | None = None,
+    executor: str = "threads",
 ) -> subprocess.Popen[bytes]:
     args = [
-        "worker", "--executor", "threads", "--concurrency", str(concurrency), "--lease-s", str(lease_s),
+        "worker", "--executor", executor, "--concurrency", str(concurrency), "--lease-s", str(lease_s),
         "--poll-interval-s", "0.05", "--import", "_jobs_helpers", "--worker-id", name, *db.cli_args(),
         *(extra or []),
     ]  # fmt: skip

@@ -107,3 +107,27 @@ def test_cli_reports_errors_with_exit_code_2(url: str) -> None:
     assert r.exit_code == 2 and "KEY=VALUE" in r.output
     r = runner.invoke(jobs_cli, ["status", "0" * 32, *common])
     assert r.exit_code == 2 and "No job" in r.output
+
+
+def test_cli_and_client_find_the_service_through_settings(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scaleforge.settings import set_settings
+
+    runner = CliRunner()
+    monkeypatch.setenv("SCALEFORGE_JOBS__URL", url)
+    monkeypatch.setenv("SCALEFORGE_JOBS__TOKEN", "alice-token")
+    set_settings(None)
+    try:
+        r = runner.invoke(jobs_cli, ["submit", "scaleforge.sleep"])
+        assert r.exit_code == 0, r.output
+        with Client() as client:  # base URL and token from Settings.jobs
+            assert client.get(r.output.strip()).owner == "alice"
+        # The older variables still work and beat the settings.
+        dead = f"http://127.0.0.1:{free_port()}"
+        monkeypatch.setenv("SCALEFORGE_JOBS_TOKEN", "bob-token")
+        r = runner.invoke(jobs_cli, ["list", "--json"])
+        assert r.exit_code == 0 and json.loads(r.output)["items"] == []  # bob sees none of alice's
+        monkeypatch.setenv("SCALEFORGE_JOBS_URL", dead)
+        r = runner.invoke(jobs_cli, ["list", "--json"])
+        assert r.exit_code == 2 and dead in r.output
+    finally:
+        set_settings(None)

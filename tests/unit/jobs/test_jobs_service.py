@@ -193,3 +193,20 @@ def test_create_app_validates_arguments(store: SQLJobStore) -> None:
         create_app(store, tokens={}, max_body_bytes=10)
     with pytest.raises(InvalidParameterError, match="worker_concurrency"):
         create_app(store, tokens={}, worker_concurrency=0)
+
+
+def test_body_limit_comes_from_settings(store: SQLJobStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scaleforge.settings import set_settings
+
+    monkeypatch.setenv("SCALEFORGE_JOBS__MAX_BODY_BYTES", "2KB")
+    set_settings(None)
+    try:
+        app = create_app(store, tokens={})
+    finally:
+        set_settings(None)
+    body = {"workload": "scaleforge.sleep", "params": {"pad": "x" * 3000}}
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as c:
+        r = c.post("/v1/jobs", json=body)
+        assert r.status_code == 413 and "2000 bytes" in r.json()["detail"]
+        assert c.post("/v1/jobs", json={"workload": "scaleforge.sleep"}).status_code == 201
+    assert create_app(store, tokens={}, max_body_bytes=4096) is not None  # an argument beats it

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from _jobs_helpers import read_runs, wait_for
+from _jobs_helpers import read_runs, signing_key, wait_for  # noqa: F401 - fixture
 
 from scaleforge.errors import InvalidParameterError, JobError
 from scaleforge.jobs.models import JobSpec
@@ -16,6 +16,8 @@ from scaleforge.jobs.worker import Worker, read_result, recommend_workers
 
 # -div(grad u) = 1 on the unit square, u = 0 on the boundary: max u = u(1/2, 1/2) =
 # 0.0736713532814... (series solution; e.g. Trefethen, "Ten digit problems").
+pytestmark = pytest.mark.usefixtures("signing_key")  # result frames are signed
+
 POISSON_MAX = 0.07367135328
 
 
@@ -58,12 +60,12 @@ def test_user_function_result_is_stored_once_as_a_file(store: SQLJobStore, tmp_p
 
 def test_failures_are_recorded_with_their_reason(store: SQLJobStore, tmp_path: Path) -> None:
     boom, _ = store.submit(JobSpec("jobstest.record", {"tag": "x", "fail": True}), owner="a")
-    unjson, _ = store.submit(JobSpec("jobstest.not_json"), owner="a")
+    unjson, _ = store.submit(JobSpec("jobstest.unpicklable"), owner="a")
     bad, _ = store.submit(JobSpec("pde.poisson", {"resolution": -3}), owner="a")  # bypassed the service
     unknown, _ = store.submit(JobSpec("no.such.workload"), owner="a")
     _worker(store, tmp_path).run(stop_when_idle=True)
     assert "asked to fail" in (store.get(boom.id).error or "")
-    assert "not JSON-serialisable" in (store.get(unjson.id).error or "")
+    assert "cannot be stored" in (store.get(unjson.id).error or "")
     assert "'resolution'" in (store.get(bad.id).error or "")
     assert "Unknown workload" in (store.get(unknown.id).error or "")
     assert {store.get(j.id).status for j in (boom, unjson, bad, unknown)} == {"failed"}

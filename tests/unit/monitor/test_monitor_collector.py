@@ -92,6 +92,35 @@ def test_rates_hit_rates_and_percentiles_are_exact() -> None:
     assert set(chart) == {"all tiers", "memory", "disk"}
 
 
+def test_jobs_and_workload_figures() -> None:
+    reg = prom.CollectorRegistry()
+    by_status = prom.Gauge("scaleforge_jobs_by_status", "s", ["status"], registry=reg)
+    finished = prom.Counter("scaleforge_jobs_finished_total", "f", ["workload", "status"], registry=reg)
+    samples = prom.Counter("scaleforge_pde_samples_generated_total", "p", ["dataset", "source"], registry=reg)
+    episodes = prom.Counter(
+        "scaleforge_habitat_episodes_evaluated_total", "e", ["policy", "role"], registry=reg
+    )
+    col = MetricsCollector([RegistrySource(reg)], alerts=AlertManager([]), window_s=100.0)
+    assert "jobs_queued" not in col.poll(now=0.0)["figures"]
+    for step in range(1, 5):
+        by_status.labels(status="queued").set(10 - step)
+        by_status.labels(status="succeeded").set(step)
+        finished.labels(workload="w", status="succeeded").inc(2)
+        samples.labels(dataset="darcy", source="computed").inc(6)
+        samples.labels(dataset="darcy", source="cache").inc(2)
+        episodes.labels(policy="pid", role="policy").inc(1)
+        snap = col.poll(now=4.0 * step)
+    f = snap["figures"]
+    assert (f["jobs_queued"], f["jobs_succeeded"]) == (6.0, 4.0)
+    assert f["jobs_finished_per_s"] == pytest.approx(0.5)  # 2 every 4 s
+    assert f["pde_samples_per_s"] == pytest.approx(2.0)  # 8 every 4 s, computed or cached
+    assert f["habitat_episodes_per_s"] == pytest.approx(0.25)
+    assert "clustering_runs_per_s" not in f
+    workloads = snap["charts"]["workloads"]["series"]
+    assert {"pde_samples_per_s", "habitat_episodes_per_s", "jobs_finished_per_s"} <= set(workloads)
+    assert {"jobs_queued"} <= set(snap["charts"]["queue"]["series"])
+
+
 def test_alerts_and_recommendations_come_with_the_snapshot() -> None:
     fake = _Fake()
     rules = [AlertRule("busy", "tasks_per_s", 1.0, 1e9, for_s=0)]

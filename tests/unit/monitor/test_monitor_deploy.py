@@ -12,7 +12,8 @@ yaml = pytest.importorskip("yaml")
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 
-# names recorded by scaleforge.monitor and the cache/compute/serve layers through monitor.metrics
+# names recorded by scaleforge.monitor and the cache/compute/serve/jobs/workload layers through
+# monitor.metrics; tests/integration/test_metrics_everywhere.py checks that real work produces them all
 KNOWN = {
     "scaleforge_cache_hits_total",
     "scaleforge_cache_misses_total",
@@ -30,6 +31,13 @@ KNOWN = {
     "scaleforge_system_cpu_percent",
     "scaleforge_system_memory_percent",
     "scaleforge_gpu_utilization_percent",
+    "scaleforge_jobs_by_status",
+    "scaleforge_jobs_finished_total",
+    "scaleforge_jobs_claim_seconds_bucket",
+    "scaleforge_jobs_wait_seconds_bucket",
+    "scaleforge_pde_samples_generated_total",
+    "scaleforge_habitat_episodes_evaluated_total",
+    "scaleforge_clustering_ensemble_runs_total",
 }
 
 

@@ -85,6 +85,7 @@ _WORKER = textwrap.dedent(
         c.labels(executor="processes").inc()
         h.labels(executor="processes").observe(0.05)
     g.labels(executor="processes").set(1)
+    metrics.gauge("sf_test_merge_peak", "peak", multiprocess_mode="max").set(n)
     print(metrics.multiprocess_dir())
     """
 )
@@ -135,6 +136,39 @@ def test_generate_latest_merges_local_registry(tmp_path: Path) -> None:
     text = metrics.generate_latest(reg, multiprocess_dir=tmp_path).decode()
     assert "sf_local_only_total 5.0" in text
     assert 'scaleforge_tasks_completed_total{executor="processes"} 2.0' in text
+
+
+def test_local_values_add_to_worker_values_of_the_same_series(tmp_path: Path) -> None:
+    # A parent that is not in multiprocess mode (it ran map; its workers wrote the directory)
+    # counts the same series: /metrics must add both, not keep one side.
+    _run_workers(tmp_path, [2, 3])
+    reg = prom.CollectorRegistry()
+    prom.Counter("scaleforge_tasks_completed", "t", ["executor"], registry=reg).labels(
+        executor="processes"
+    ).inc(10)
+    h = prom.Histogram(
+        "scaleforge_task_duration_seconds", "d", ["executor"], registry=reg, buckets=(0.1, 1.0)
+    )
+    h.labels(executor="processes").observe(0.05)
+    # gauges combine by the multiprocess mode of the gauge made through monitor.metrics
+    metrics.gauge("scaleforge_workers", "Workers of an executor", ["executor"])  # livesum
+    prom.Gauge("scaleforge_workers", "w", ["executor"], registry=reg).labels(executor="processes").set(9)
+    metrics.gauge("sf_test_merge_peak", "peak", multiprocess_mode="max")
+    prom.Gauge("sf_test_merge_peak", "p", registry=reg).set(2.5)
+    prom.Gauge("sf_test_merge_unknown", "u", registry=reg).set(3)
+    text = metrics.generate_latest(reg, multiprocess_dir=tmp_path).decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
+    assert samples[("scaleforge_tasks_completed_total", (("executor", "processes"),))] == 15.0
+    assert samples[("scaleforge_task_duration_seconds_count", (("executor", "processes"),))] == 6.0
+    key = ("scaleforge_task_duration_seconds_bucket", (("executor", "processes"), ("le", "0.1")))
+    assert samples[key] == 6.0
+    assert samples[("scaleforge_workers", (("executor", "processes"),))] == 2.0 + 9.0  # livesum
+    assert samples[("sf_test_merge_peak", ())] == 3.0  # max of the workers' 2 and 3 and this 2.5
+    assert samples[("sf_test_merge_unknown", ())] == 3.0
 
 
 def test_collect_families_rejects_missing_directory(tmp_path: Path) -> None:
@@ -199,3 +233,60 @@ def test_enable_multiprocess_switches_existing_metrics_in_place(tmp_path: Path) 
     assert "sf_late_plain_total 4.0" in text
     assert 'sf_late_labelled_total{tier="disk"} 6.0' in text
     assert "sf_late_seconds_count 2.0" in text
+
+
+def test_config_context_metrics_false_makes_recording_a_no_op() -> None:
+    import asyncio
+
+    from scaleforge.settings import config_context
+
+    c = metrics.counter("sf_test_ctx_off_total", "doc", ["tier"])
+    g = metrics.gauge("sf_test_ctx_off_gauge", "doc")
+    h = metrics.histogram("sf_test_ctx_off_seconds", "doc", buckets=(0.1, 1.0))
+    child = c.labels(tier="memory")  # bound before the context: still honoured
+    child.inc()
+    g.set(5)
+    h.observe(0.5)
+
+    def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
+        return metrics.REGISTRY.get_sample_value(name, labels or {})
+
+    with config_context(metrics=False):
+        assert not metrics.recording_enabled()
+        child.inc()
+        child.inc(10)
+        c.labels(tier="disk").inc()
+        g.set(99)
+        g.inc()
+        g.dec(3)
+        h.observe(0.05)
+        with h.time():
+            pass
+    assert metrics.recording_enabled()
+    assert sample("sf_test_ctx_off_total", {"tier": "memory"}) == 1.0
+    assert sample("sf_test_ctx_off_total", {"tier": "disk"}) == 0.0
+    assert sample("sf_test_ctx_off_gauge") == 5.0
+    assert sample("sf_test_ctx_off_seconds_count") == 1.0
+    assert sample("sf_test_ctx_off_seconds_bucket", {"le": "0.1"}) == 0.0
+
+    # The switch is per task: a concurrent task outside the context keeps recording.
+    async def main() -> None:
+        async def off() -> None:
+            with config_context(metrics=False):
+                child.inc()
+                await asyncio.sleep(0)
+                child.inc()
+
+        async def on() -> None:
+            child.inc()
+            await asyncio.sleep(0)
+            child.inc()
+
+        await asyncio.gather(off(), on())
+
+    asyncio.run(main())
+    assert sample("sf_test_ctx_off_total", {"tier": "memory"}) == 3.0
+    # Other values of the key record normally.
+    with config_context(metrics=None):
+        child.inc()
+    assert sample("sf_test_ctx_off_total", {"tier": "memory"}) == 4.0

@@ -4,6 +4,7 @@ const COLORS = ["#1f6feb", "#d6336c", "#2f9e44", "#f08c00", "#7048e8", "#0c8599"
 const EMPTY = {
   cache: "no cache activity yet", tasks: "no tasks yet", queue: "no workers yet",
   requests: "no requests yet", latency: "no requests yet", batch: "no batches yet", system: "sampling…",
+  workloads: "no workload or job activity yet",
 };
 
 function fmt(v, unit) {

@@ -25,6 +25,7 @@ from sklearn.utils import check_random_state
 
 from scaleforge._validation import check_number
 from scaleforge.errors import InvalidParameterError
+from scaleforge.monitor import metrics
 
 __all__ = ["ConsensusResult", "align_labels", "consensus_clustering", "parallel_map"]
 
@@ -162,6 +163,24 @@ def _run_once(
     return np.asarray(model.fit(X).labels_, dtype=np.int64)
 
 
+def _record_ensemble(estimator: str, n_runs: int, stability: float) -> None:
+    """Count consensus ensembles and their runs, and export the latest stability."""
+    metrics.counter(
+        "scaleforge_clustering_ensembles_total", "Consensus clustering ensembles completed", ["estimator"]
+    ).labels(estimator=estimator).inc()
+    metrics.counter(
+        "scaleforge_clustering_ensemble_runs_total",
+        "Clustering runs fitted inside consensus ensembles",
+        ["estimator"],
+    ).labels(estimator=estimator).inc(n_runs)
+    metrics.gauge(
+        "scaleforge_clustering_stability",
+        "Mean pairwise adjusted Rand index of the latest consensus ensemble",
+        ["estimator"],
+        multiprocess_mode="mostrecent",
+    ).labels(estimator=estimator).set(stability)
+
+
 def consensus_clustering(
     estimator: Any,
     X: Any,
@@ -254,6 +273,7 @@ def consensus_clustering(
         votes[run, np.arange(run.size)] += 1
     consensus = np.argmax(votes, axis=0).astype(np.int64)
     agreement = votes.max(axis=0) / float(n_runs)
+    _record_ensemble(type(estimator).__name__, n_runs, float(off_diagonal.mean()))
     return ConsensusResult(
         labels=consensus,
         stability=float(off_diagonal.mean()),

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scaleforge.errors import InvalidParameterError, MissingDependencyError
+from scaleforge.monitor import metrics
 from scaleforge.workloads.habitat.controllers import Controller, PIDController, RandomController
 from scaleforge.workloads.habitat.env import QUANTITIES, LunarHabitatEnv
 from scaleforge.workloads.habitat.physics import ENV_VERSION, HabitatConfig
@@ -359,6 +360,42 @@ def _summarise(
     )
 
 
+def _record_evaluation(
+    policy: str, n_policy: int, n_tasks: int, cache_hits: int, summaries: dict[str, ScenarioSummary]
+) -> None:
+    """Count evaluated episodes (policy and references, computed or cached) and export the scores."""
+    episodes = metrics.counter(
+        "scaleforge_habitat_episodes_evaluated_total",
+        "Habitat episodes evaluated, by evaluated policy and role (policy or reference)",
+        ["policy", "role"],
+    )
+    episodes.labels(policy=policy, role="policy").inc(n_policy)
+    if n_tasks > n_policy:
+        episodes.labels(policy=policy, role="reference").inc(n_tasks - n_policy)
+    if cache_hits:
+        metrics.counter(
+            "scaleforge_habitat_episode_cache_hits_total",
+            "Habitat episodes answered by the cache, by evaluated policy",
+            ["policy"],
+        ).labels(policy=policy).inc(cache_hits)
+    score = metrics.gauge(
+        "scaleforge_habitat_normalised_score",
+        "Latest normalised score (R - R_random) / (R_PID - R_random), by policy and scenario",
+        ["policy", "scenario"],
+        multiprocess_mode="mostrecent",
+    )
+    survival = metrics.gauge(
+        "scaleforge_habitat_survival_rate",
+        "Latest survival rate of the evaluated policy, by policy and scenario",
+        ["policy", "scenario"],
+        multiprocess_mode="mostrecent",
+    )
+    for name, summary in summaries.items():
+        if math.isfinite(summary.normalised_score):
+            score.labels(policy=policy, scenario=name).set(summary.normalised_score)
+        survival.labels(policy=policy, scenario=name).set(summary.survival_rate)
+
+
 def evaluate(
     policy: str | Path | Controller,
     seeds: int | Iterable[int] = 50,
@@ -455,6 +492,7 @@ def evaluate(
     logger.info(
         "evaluated %s on %d episodes in %.1f s (%d cached)", main.name, len(tasks), elapsed, report.cache_hits
     )
+    _record_evaluation(main.name, len(mine), len(tasks), report.cache_hits, summaries)
     return EvaluationReport(
         policy=main.name,
         checksum=order[0],

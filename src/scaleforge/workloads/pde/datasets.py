@@ -38,6 +38,7 @@ from numpy.typing import NDArray
 
 from scaleforge._validation import check_choice, check_number
 from scaleforge.errors import InvalidParameterError
+from scaleforge.monitor import metrics
 from scaleforge.workloads.pde.burgers import burgers_grid, solve_burgers
 from scaleforge.workloads.pde.darcy import darcy_fv_grid, solve_darcy_fv
 from scaleforge.workloads.pde.grf import grf_1d, grf_2d
@@ -422,8 +423,37 @@ def _solve_blocks(
             if fn is not None:
                 fn.store(keys[i], value)
     stats["computed_blocks"] += len(todo)
-    stats["computed_samples"] += sum(blocks[i][1] - blocks[i][0] for i in todo)
+    computed_samples = sum(blocks[i][1] - blocks[i][0] for i in todo)
+    stats["computed_samples"] += computed_samples
+    _record_generation(task_kwargs["name"], blocks, len(todo), computed_samples, cache)
     return results
+
+
+def _record_generation(
+    name: str, blocks: list[tuple[int, int]], computed_blocks: int, computed_samples: int, cache: bool
+) -> None:
+    """Count generated samples (computed or from the cache) and the block cache's hits and misses."""
+    samples = metrics.counter(
+        "scaleforge_pde_samples_generated_total",
+        "PDE samples generated, by data set and source (computed or cache)",
+        ["dataset", "source"],
+    )
+    lookups = metrics.counter(
+        "scaleforge_pde_generation_cache_total",
+        "Cache lookups of PDE sample blocks, by data set and result (hit or miss)",
+        ["dataset", "result"],
+    )
+    total = sum(hi - lo for lo, hi in blocks)
+    if computed_samples:
+        samples.labels(dataset=name, source="computed").inc(computed_samples)
+    if total > computed_samples:
+        samples.labels(dataset=name, source="cache").inc(total - computed_samples)
+    if cache:
+        hits = len(blocks) - computed_blocks
+        if hits:
+            lookups.labels(dataset=name, result="hit").inc(hits)
+        if computed_blocks:
+            lookups.labels(dataset=name, result="miss").inc(computed_blocks)
 
 
 def generate(
