@@ -9,8 +9,9 @@ dashboard lives in :mod:`scaleforge.monitor.dashboard` (it needs FastAPI).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from scaleforge._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "DEFAULT_RULES": "scaleforge.monitor.alerts",
@@ -85,17 +86,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'scaleforge.monitor' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
 
 
 if TYPE_CHECKING:
