@@ -259,6 +259,7 @@ class ProcessExecutor(Executor):
         self._target = autoscale.min_workers if autoscale is not None else n_max
         self._max = n_max if autoscale is None else autoscale.max_workers
         self.threads_per_worker = threads_per_worker or max(1, _cpu_count() // self._max)
+        self._warned_threads = False
         self._lock = threading.Lock()
         self._pending: collections.deque[_Task] = collections.deque()
         self._workers: dict[int, _Worker] = {}
@@ -412,10 +413,20 @@ class ProcessExecutor(Executor):
                 os.write(self._wake_w, b"x")
 
     def _warn_if_threads(self) -> None:
-        if self.start_method != "fork":
+        # Our own threads (named "sf-*": this pool's manager, map store writers, deadline
+        # watchers) are fork-aware; only foreign threads can hold a lock the child inherits.
+        if self.start_method != "fork" or self._warned_threads:
             return
-        others = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+        others = [
+            t.name
+            for t in threading.enumerate()
+            if t is not threading.main_thread()
+            and t is not threading.current_thread()
+            and t.is_alive()
+            and not t.name.startswith("sf-")
+        ]
         if others:
+            self._warned_threads = True
             logger.warning(
                 "forking worker processes while %d other thread(s) run (%s); if workers hang, create "
                 "the pool earlier or use start_method='forkserver'",

@@ -294,3 +294,26 @@ def test_forked_workers_run_openmp_code_after_the_parent_used_it() -> None:
         assert report.n_failed == 0, [e.exception_type for e in report.errors]
         assert report.results == [_kmeans_labels_sum(s) for s in range(4)]
         assert sf.map(_native_thread_counts, [0], executor=ex, progress=False) == [[1]]
+
+
+def test_fork_warning_names_foreign_threads_and_ignores_our_own(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import threading
+
+    from scaleforge.compute.local import ProcessExecutor
+
+    stop = threading.Event()
+    with caplog.at_level(logging.WARNING, logger="scaleforge.compute.local"):
+        with ProcessExecutor(max_workers=2, start_method="fork") as ex:
+            assert ex.submit(abs, -3).result(timeout=30) == 3
+        assert not [r for r in caplog.records if "forking worker processes" in r.getMessage()]
+        foreign = threading.Thread(target=stop.wait, name="user-io-thread", daemon=True)
+        foreign.start()
+        try:
+            with ProcessExecutor(max_workers=2, start_method="fork") as ex:
+                assert ex.submit(abs, -4).result(timeout=30) == 4
+        finally:
+            stop.set()
+            foreign.join(timeout=5)
+    warnings = [r.getMessage() for r in caplog.records if "forking worker processes" in r.getMessage()]
+    assert len(warnings) == 1 and "user-io-thread" in warnings[0]
