@@ -32,6 +32,14 @@ class Head(StrEnum):
     laplace = "laplace"
 
 
+class Acquisition(StrEnum):
+    """Acquisition functions of active learning."""
+
+    epistemic = "epistemic"
+    total = "total"
+    random = "random"
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: _jsonable(v) for k, v in obj.items() if not str(k).startswith("_")}
@@ -139,9 +147,18 @@ def active_learning(
     rounds: Annotated[int | None, typer.Option("--rounds", min=1)] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for the plot.")] = _AL_OUT,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    acquisition: Annotated[
+        Acquisition,
+        typer.Option(
+            "--acquisition", help="Score: epistemic variance (laplace/ensemble), total variance, or random."
+        ),
+    ] = Acquisition.epistemic,
+    diverse: Annotated[
+        bool, typer.Option("--diverse/--no-diverse", help="Penalise near-duplicate fields within a batch.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
-    """Variance acquisition against random acquisition on Darcy, at equal simulation budgets."""
+    """Uncertainty-driven acquisition against random acquisition on Darcy, at equal simulation budgets."""
     from scaleforge.workloads.operators import plots
     from scaleforge.workloads.operators.active import run_active_learning
     from scaleforge.workloads.operators.experiment import AL_PRESETS
@@ -156,10 +173,17 @@ def active_learning(
         if not as_json:
             typer.echo(f"{strategy:>8}: {n:4d} labels  test rel. L2 {err:.4f}")
 
-    result = run_active_learning(head=head.value, seed=seed, on_round=report, **kwargs)
+    result = run_active_learning(
+        head=head.value,
+        seed=seed,
+        acquisition=acquisition.value,
+        diverse=diverse,
+        on_round=report,
+        **kwargs,
+    )
     path = plots.plot_active_learning(result.labels, result.errors, out / "active-learning.png")
     summary = {**result.to_dict(), "plot": str(path)}
     if as_json:
         typer.echo(json.dumps(_jsonable(summary)))
         return
-    typer.echo(f"final error ratio variance / random: {result.ratio:.3f}  (plot: {path})")
+    typer.echo(f"final error ratio {acquisition.value} / random: {result.ratio:.3f}  (plot: {path})")

@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "ProbabilisticOperator": "scaleforge.workloads.operators.base",
     "RidgeBaseline": "scaleforge.workloads.operators.baselines",
     "TrainConfig": "scaleforge.workloads.operators.training",
+    "acquire": "scaleforge.workloads.operators.active",
     "evaluate": "scaleforge.workloads.operators.experiment",
     "load_split": "scaleforge.workloads.operators.data",
     "make_operator": "scaleforge.workloads.operators.base",
@@ -51,6 +52,7 @@ __all__ = [
     "ProbabilisticOperator",
     "RidgeBaseline",
     "TrainConfig",
+    "acquire",
     "evaluate",
     "load_split",
     "make_operator",
@@ -76,7 +78,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from scaleforge.workloads.operators.active import ActiveLearningResult, run_active_learning
+    from scaleforge.workloads.operators.active import ActiveLearningResult, acquire, run_active_learning
     from scaleforge.workloads.operators.base import ProbabilisticOperator, make_operator
     from scaleforge.workloads.operators.baselines import GPBaseline, RidgeBaseline
     from scaleforge.workloads.operators.data import load_split

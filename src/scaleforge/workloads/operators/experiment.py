@@ -296,7 +296,9 @@ def run_experiment(
     -------
     dict
         ``dataset``, ``head``, ``metrics`` (test), ``baselines``, ``train_s``, ``data_cached``,
-        ``files`` and the sizes.
+        ``files`` and the sizes. The scalar test metrics of the model and the baselines are
+        also recorded as ``scaleforge_eval_metric`` gauges (see
+        :mod:`~scaleforge.workloads.operators.telemetry`).
     """
     from scaleforge.workloads.operators.data import DATASET_NAMES, TEST_START, load_split
 
@@ -340,6 +342,11 @@ def run_experiment(
         "baselines": _baselines(x, y, test_split.x, test_split.y) if baselines else {},
         "files": {},
     }
+    from scaleforge.workloads.operators.telemetry import record_evaluation
+
+    record_evaluation(name, head, metrics)
+    for base_name, base_metrics in result["baselines"].items():
+        record_evaluation(name, base_name, base_metrics)
     if out is not None:
         from scaleforge.workloads.operators import plots
 

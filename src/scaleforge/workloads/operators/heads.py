@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +37,13 @@ if TYPE_CHECKING:
     from scaleforge.workloads.operators.fno import FNO
 
 # LaplaceOperator is also reachable here (module __getattr__); it is defined in .laplace.
-__all__ = ["EnsembleOperator", "FNOOperator", "GaussianOperator", "GenerativeOperator"]
+__all__ = [
+    "EnsembleOperator",
+    "FNOOperator",
+    "GaussianOperator",
+    "GenerativeOperator",
+    "member_checkpoint_dir",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +191,18 @@ class FNOOperator(ProbabilisticOperator):
         checkpoint_dir: str | os.PathLike[str] | None,
         resume: bool,
     ) -> TrainResult:
+        import time
+
+        from scaleforge.workloads.operators.telemetry import record_epoch
+
         xt, yt, xv, yv = tensors
+        clock = [time.perf_counter()]
+
+        def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+            now = time.perf_counter()
+            record_epoch(self.head, train_loss, now - clock[0])
+            clock[0] = now
+
         result = train_module(
             net,
             self._loss(),
@@ -197,6 +215,7 @@ class FNOOperator(ProbabilisticOperator):
             signature=self._signature(),
             checkpoint_dir=checkpoint_dir,
             resume=resume,
+            on_epoch=on_epoch,
         )
         self.history_ = result.history
         self.train_seconds_ = result.seconds
@@ -533,18 +552,40 @@ class GenerativeOperator(FNOOperator):
 
 
 # ---------------------------------------------------------------------- 3. deep ensemble
+def member_checkpoint_dir(checkpoint_dir: str | os.PathLike[str], index: int) -> Path:
+    """The checkpoint directory of ensemble member ``index`` inside ``checkpoint_dir``.
+
+    Parameters
+    ----------
+    checkpoint_dir : path-like
+        The ensemble's checkpoint directory.
+    index : int
+        Member index (0-based).
+
+    Returns
+    -------
+    Path
+        ``checkpoint_dir / f"member{index}"``.
+    """
+    return Path(checkpoint_dir) / f"member{index}"
+
+
 def _fit_member(
-    seed: int,
+    task: tuple[int, int],
     *,
     params: dict[str, Any],
     x: NDArray[np.float64],
     y: NDArray[np.float64],
     x_val: NDArray[np.float64],
     y_val: NDArray[np.float64],
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Train one ensemble member (a task of ``scaleforge.map``) and return its state."""
+    """Train member ``index`` with ``seed`` (a task of ``scaleforge.map``) and return its state."""
+    index, seed = task
     member = GaussianOperator(**{**params, "random_state": seed})
-    member.fit(x, y, x_val=x_val, y_val=y_val)
+    ckpt = member_checkpoint_dir(checkpoint_dir, index) if checkpoint_dir is not None else None
+    member.fit(x, y, x_val=x_val, y_val=y_val, checkpoint_dir=ckpt, resume=resume and ckpt is not None)
     return {"state": member._get_state(), "history": member.history_}
 
 
@@ -611,12 +652,20 @@ class EnsembleOperator(FNOOperator):
     ) -> Self:
         """Train the members in parallel; see :meth:`ProbabilisticOperator.fit`.
 
-        Checkpointing is per member inside its task; ``checkpoint_dir`` and
-        ``resume`` are accepted for interface compatibility and ignored.
+        With ``checkpoint_dir``, member ``k`` writes its atomic checkpoints to
+        ``checkpoint_dir/member{k}`` (see :func:`member_checkpoint_dir`);
+        ``resume=True`` resumes every member from its own subdirectory (members
+        without a checkpoint start fresh). Each member's checkpoint records its
+        seed, so a directory of another ensemble is refused.
         """
         import time
 
         owner = type(self).__name__
+        if resume and checkpoint_dir is None:
+            raise InvalidParameterError(
+                f"{owner}.fit(resume=True) needs the checkpoint_dir the members were checkpointed to. "
+                "Pass checkpoint_dir=..., or resume=False."
+            )
         check_number(self.n_members, "n_members", owner, minimum=1, integer=True)
         check_number(self.beta, "beta", owner, minimum=0.0, maximum=1.0)
         self._validate_params()
@@ -633,7 +682,10 @@ class EnsembleOperator(FNOOperator):
         self.resolution_ = tuple(int(s) for s in xa.shape[1:])
         seeds = [self.random_state + 1000 * k for k in range(int(self.n_members))]
         start = time.perf_counter()
-        results = _map_members(seeds, self._member_params(), xa, ya, xv, yv, self.executor)
+        ckpt = os.fspath(checkpoint_dir) if checkpoint_dir is not None else None
+        results = _map_members(
+            seeds, self._member_params(), xa, ya, xv, yv, self.executor, checkpoint_dir=ckpt, resume=resume
+        )
         self.train_seconds_ = time.perf_counter() - start
         self.members_ = [
             self._member_from_state(r["state"], seed) for r, seed in zip(results, seeds, strict=True)
@@ -692,23 +744,45 @@ def _map_members(
     xv: NDArray[np.float64],
     yv: NDArray[np.float64],
     executor: str | None,
+    *,
+    checkpoint_dir: str | None = None,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     import importlib
 
+    tasks = list(enumerate(seeds))
+    extra: dict[str, Any] = {"checkpoint_dir": checkpoint_dir, "resume": resume}
     try:
         sf_map = importlib.import_module("scaleforge.compute.map").map
     except ModuleNotFoundError:  # the compute layer is not installed yet: train serially
         logger.warning("scaleforge.compute.map is not available; training ensemble members serially")
-        return [_fit_member(s, params=params, x=x, y=y, x_val=xv, y_val=yv) for s in seeds]
+        return [_fit_member(t, params=params, x=x, y=y, x_val=xv, y_val=yv, **extra) for t in tasks]
     training = params.get("training") or TrainConfig()
     if training.threads is None:  # members share the cores: one torch thread each
         from dataclasses import replace
 
         params = {**params, "training": replace(training, threads=1)}
-    kwargs: dict[str, Any] = {"params": params, "x": x, "y": y, "x_val": xv, "y_val": yv, "progress": False}
+    kwargs: dict[str, Any] = {
+        "params": params,
+        "x": x,
+        "y": y,
+        "x_val": xv,
+        "y_val": yv,
+        "progress": False,
+        **extra,
+    }
     if executor is not None:
         kwargs["executor"] = executor
-    return list(sf_map(_fit_member, seeds, **kwargs))
+    from scaleforge.errors import TaskError
+
+    try:
+        return list(sf_map(_fit_member, tasks, **kwargs))
+    except TaskError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, InvalidParameterError):  # bad input of a member: say so, not "task failed"
+            member = exc.index if exc.index is not None else "?"
+            raise InvalidParameterError(f"Ensemble member {member}: {cause}") from exc
+        raise
 
 
 def __getattr__(name: str) -> Any:

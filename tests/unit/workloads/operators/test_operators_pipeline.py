@@ -50,6 +50,14 @@ def test_demo_runs_end_to_end_and_reuses_cached_data(tmp_path: Path, tiny_preset
     first = run_demo(tmp_path / "demo", quick=True)
     assert not first["data_cached"]
     assert 0.0 < first["rel_l2"] < 1.0 and 0.0 <= first["cov90"] <= 1.0
+    # the evaluation went to the monitor layer too
+    from scaleforge.monitor.metrics import REGISTRY
+
+    labels = {"workload": "operators", "dataset": "darcy", "metric": "rel_l2"}
+    assert REGISTRY.get_sample_value(
+        "scaleforge_eval_metric", {**labels, "head": "laplace"}
+    ) == pytest.approx(first["rel_l2"])
+    assert REGISTRY.get_sample_value("scaleforge_eval_metric", {**labels, "head": "gp"}) is not None
     summary = Path(first["summary"]).read_text()
     assert "LUNO-LA" in summary and "generated" in summary
     for key in ("model", "calibration", "prediction"):
