@@ -175,6 +175,23 @@ class _Worker:
     killed_for_timeout: bool = False
 
 
+def _foreign_threads() -> list[str]:
+    """Names of the threads, other than the main and current ones, that a fork would copy mid-flight.
+
+    Our own threads (named ``sf-*``: pool managers, map store writers, deadline
+    watchers) are fork-aware and left out; only foreign threads can hold a lock
+    the child inherits.
+    """
+    return [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+        and t is not threading.current_thread()
+        and t.is_alive()
+        and not t.name.startswith("sf-")
+    ]
+
+
 class ProcessExecutor(Executor):
     """A pool of worker processes that survives worker deaths.
 
@@ -413,18 +430,9 @@ class ProcessExecutor(Executor):
                 os.write(self._wake_w, b"x")
 
     def _warn_if_threads(self) -> None:
-        # Our own threads (named "sf-*": this pool's manager, map store writers, deadline
-        # watchers) are fork-aware; only foreign threads can hold a lock the child inherits.
         if self.start_method != "fork" or self._warned_threads:
             return
-        others = [
-            t.name
-            for t in threading.enumerate()
-            if t is not threading.main_thread()
-            and t is not threading.current_thread()
-            and t.is_alive()
-            and not t.name.startswith("sf-")
-        ]
+        others = _foreign_threads()
         if others:
             self._warned_threads = True
             logger.warning(

@@ -300,7 +300,7 @@ def test_fork_warning_names_foreign_threads_and_ignores_our_own(caplog: pytest.L
     import logging
     import threading
 
-    from scaleforge.compute.local import ProcessExecutor
+    from scaleforge.compute.local import ProcessExecutor, _foreign_threads
 
     stop = threading.Event()
     foreign = threading.Thread(target=stop.wait, name="user-io-thread", daemon=True)
@@ -310,13 +310,17 @@ def test_fork_warning_names_foreign_threads_and_ignores_our_own(caplog: pytest.L
         ProcessExecutor(max_workers=1, start_method="fork") as first,
     ):
         assert first.submit(abs, -3).result(timeout=30) == 3
+        assert "sf-process-pool" in {t.name for t in threading.enumerate()}
         foreign.start()
         try:
+            names = _foreign_threads()
+            assert "user-io-thread" in names
+            assert not [n for n in names if n.startswith("sf-")]  # our own threads are never blamed
             with ProcessExecutor(max_workers=1, start_method="fork") as second:
                 assert second.submit(abs, -4).result(timeout=30) == 4
         finally:
             stop.set()
             foreign.join(timeout=5)
     messages = [r.getMessage() for r in caplog.records if "forking worker processes" in r.getMessage()]
-    assert any("user-io-thread" in m for m in messages)
-    assert not any("sf-" in m for m in messages)  # our own fork-aware threads are never blamed
+    assert messages  # the pool forked while a foreign thread ran: it said so
+    assert not any("sf-process-pool" in m for m in messages)
