@@ -291,6 +291,12 @@ def _digest(directory: Path) -> tuple[str, list[str]]:
     return h.hexdigest(), files
 
 
+def _class_path(obj: Any) -> str:
+    """``"module:QualName"`` of ``obj``'s class, for :func:`import_object`."""
+    cls = type(obj)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def import_object(spec: str, *, base_dir: Path | None = None) -> Any:
     """Import ``"module:attr"`` (or ``"file.py:attr"`` relative to ``base_dir``).
 
@@ -530,7 +536,8 @@ class ModelRegistry:
             operator.save(path)
             return self.publish(
                 name, version, {"model.sfop": path}, loader="operator", entry="model.sfop",
-                options=options, metadata=metadata, set_default=set_default,
+                options=options, set_default=set_default,
+                metadata={"operator_class": _class_path(operator), **dict(metadata or {})},
             )  # fmt: skip
 
     def remove(self, name: str, version: str) -> None:
@@ -764,9 +771,17 @@ class ModelRegistry:
                 module = torch.export.load(str(artifact)).module()
                 return TorchAPI(module, **options), info
             from scaleforge.serve.adapters import OperatorAPI
-            from scaleforge.workloads.operators.base import ProbabilisticOperator
 
-            return OperatorAPI(ProbabilisticOperator.load(artifact), **options), info
+            # The operator's own class loads it (serve never imports a workload): publish_operator
+            # records "module:Class" in the version's metadata.
+            spec = info.metadata.get("operator_class")
+            if not isinstance(spec, str):
+                raise InvalidParameterError(
+                    f"Model {name!r} version {version!r} uses the 'operator' loader but its metadata has no "
+                    "'operator_class' ('package.module:Class' with a load(path) classmethod). Publish it with "
+                    "ModelRegistry.publish_operator, or pass metadata={'operator_class': ...} to publish."
+                )
+            return OperatorAPI(import_object(spec).load(artifact), **options), info
         except (InvalidParameterError, IntegrityError):
             raise
         except Exception as exc:

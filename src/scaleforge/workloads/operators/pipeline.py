@@ -44,7 +44,12 @@ def _serve_step(model_path: str, resolution: int, console: Any) -> dict[str, Any
     with tempfile.TemporaryDirectory(prefix="scaleforge-demo-models-") as tmp:
         registry = ModelRegistry(tmp)
         registry.publish(
-            "darcy-fno", "1", {"model.sfop": Path(model_path)}, loader="operator", entry="model.sfop"
+            "darcy-fno",
+            "1",
+            {"model.sfop": Path(model_path)},
+            loader="operator",
+            entry="model.sfop",
+            metadata={"operator_class": "scaleforge.workloads.operators.base:ProbabilisticOperator"},
         )
         with (
             serve_in_thread(create_app(registry=registry)) as url,
