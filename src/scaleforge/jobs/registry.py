@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -41,6 +42,8 @@ __all__ = [
     "schema_from_signature",
     "unregister",
 ]
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _REGISTRY: dict[str, Workload] = {}
@@ -284,9 +287,19 @@ def _load_builtins() -> None:
     with _lock:
         if _BUILTINS_DONE.is_set():
             return
+        from importlib.metadata import entry_points
+
         from scaleforge.jobs.builtins import BUILTINS
 
-        for entry in BUILTINS:
+        entries = list(BUILTINS)
+        # Workload packages (ours in scaleforge.workloads.jobs, or a user's) offer theirs through
+        # this entry-point group, so the job layer never imports a workload.
+        for point in entry_points(group="scaleforge.workloads"):
+            try:
+                entries.extend(point.load())
+            except Exception:  # a broken plugin must not take the service down
+                logger.warning("cannot load workloads from entry point %r", point.value, exc_info=True)
+        for entry in entries:
             _REGISTRY.setdefault(entry.name, entry)
         _BUILTINS_DONE.set()
 
